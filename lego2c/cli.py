@@ -1,0 +1,174 @@
+"""The `lego2c` command line. Parsing and printing only: the work is in `build`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from rich.console import Console
+
+from . import __version__
+from .build import Compiled, build_host, compile_model
+from .compress import CompressOptions
+from .errors import LegoError, UsageError
+from .report import print_report, sizes
+
+EXIT_INTERNAL = 70
+EXIT_INTERRUPTED = 130
+
+# Pipes and CI logs get a wide fixed width so per-layer tables are not truncated.
+console = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
+errors = Console(stderr=True, highlight=False)
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but its errors go through our error path (exit code 2, a hint)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UsageError(message, hint=f"see `{self.prog} --help`")
+
+
+def _tile(text: str) -> tuple[int, int]:
+    parts = text.lower().split("x")
+    try:
+        r, c = (int(parts[0]), int(parts[0])) if len(parts) == 1 else (int(parts[0]), int(parts[1]))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a tile shape like 4 or 2x4") from None
+    return r, c
+
+
+def _shape(text: str) -> list[int]:
+    try:
+        dims = [int(d) for d in text.replace("x", ",").split(",") if d]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a shape like 1,3,32,32") from None
+    if not dims or min(dims) <= 0:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a shape of positive dims")
+    return dims
+
+
+def _add_model_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model", type=Path, help="ONNX model file")
+    p.add_argument("--input-shape", type=_shape, metavar="DIMS", help="static input shape, e.g. 1,3,32,32")
+    g = p.add_argument_group("compression (LegoNet block clustering)")
+    g.add_argument("-K", dest="k", type=int, default=32, help="codebook size (default 32)")
+    g.add_argument("-b", "--tile", dest="tile", type=_tile, default=(4, 4), metavar="B|RxC",
+                   help="tile shape: 4 means 4x4 (default), or rows x cols like 2x4")  # fmt: skip
+    g.add_argument("--exclude", nargs="+", default=[], metavar="NODE", help="keep these nodes' weights dense")
+    g.add_argument("--no-compress", action="store_true", help="keep every weight dense float32")
+    g.add_argument("--seed", type=int, default=0, help="k-means seed (default 0)")
+    p.add_argument("--json", type=Path, metavar="FILE", help="also write the size figures as JSON")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="lego2c", description="Compile ONNX models to block-clustered C for microcontrollers.")
+    p.add_argument("--version", action="version", version=f"lego2c {__version__}")
+    p.add_argument("--debug", action="store_true", help="show tracebacks of internal errors")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    s = sub.add_parser("inspect", help="layers, shapes, params, MACs and compressed bytes per layer")
+    _add_model_args(s)
+
+    s = sub.add_parser("compress", help="write model.lego.onnx: every block replaced by its centroid")
+    _add_model_args(s)
+    s.add_argument("-o", "--output", type=Path, required=True, help="output .onnx path")
+    s.add_argument("--force", action="store_true", help="overwrite an existing output file")
+
+    s = sub.add_parser("build", help="generate C and build it for a board")
+    _add_model_args(s)
+    s.add_argument("--board", default="host", help="target board (see `lego2c boards`); default host")
+    s.add_argument("-o", "--output", type=Path, default=Path("out"), help="output folder (default out/)")
+    s.add_argument("--force", action="store_true", help="replace an output folder holding other files")
+    s.add_argument("--input", type=Path, metavar="FILE.npy", help="test input baked into the program")
+    s.add_argument("--bench", type=int, default=1, metavar="N", help="inferences in the bench loop (default 1)")
+    return p
+
+
+def _options(a: argparse.Namespace) -> CompressOptions:
+    return CompressOptions(k=a.k, tile=a.tile, exclude=tuple(a.exclude), enabled=not a.no_compress, seed=a.seed)
+
+
+def _compile(a: argparse.Namespace) -> Compiled:
+    opts = _options(a)
+    opts.validate()
+    return compile_model(a.model, opts, a.input_shape, progress=console.is_terminal)
+
+
+def _write_json(a: argparse.Namespace, c: Compiled, extra: dict[str, object] | None = None) -> None:
+    if a.json:
+        data = sizes(c.compressed, c.code).as_dict() | {"arena_bytes": c.code.arena_bytes} | (extra or {})
+        a.json.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
+def cmd_inspect(a: argparse.Namespace) -> int:
+    c = _compile(a)
+    print_report(console, c.compressed, c.code, f"{a.model.name}")
+    _write_json(a, c)
+    return 0
+
+
+def cmd_compress(a: argparse.Namespace) -> int:
+    out: Path = a.output
+    if out.exists() and not a.force:
+        raise UsageError(f"'{out}' exists; refusing to overwrite it", hint="choose another -o, or pass --force")
+    c = _compile(a)
+    import onnx
+
+    tmp = out.with_name(f".{out.name}.tmp")
+    onnx.save(c.lego_onnx(), str(tmp))
+    tmp.replace(out)
+    print_report(console, c.compressed, c.code, f"{a.model.name} -> {out}")
+    _write_json(a, c)
+    return 0
+
+
+def cmd_build(a: argparse.Namespace) -> int:
+    if a.bench < 1:
+        raise UsageError(f"--bench {a.bench}: the bench loop needs at least 1 inference")
+    if a.board != "host":
+        raise UsageError(f"unknown board '{a.board}'", hint="known boards: host")
+    c = _compile(a)
+    run = build_host(c, a.output, a.force, a.input, a.bench)
+    print_report(console, c.compressed, c.code, f"{a.model.name} for host")
+    console.print(f"wrote {run.out_dir} (host program: {run.out_dir / 'model'})")
+    status = "[green]match[/]" if run.ok else "[red]MISMATCH[/]"
+    console.print(f"host run vs onnxruntime: max abs error {run.max_error:.3g} (allowed {run.allowed:.3g}) {status}")
+    _write_json(a, c, {"max_error": run.max_error})
+    if not run.ok:
+        from .errors import EmulatorError
+
+        raise EmulatorError(f"the compiled model disagrees with onnxruntime: max abs error {run.max_error:.3g}")
+    return 0
+
+
+COMMANDS = {"inspect": cmd_inspect, "compress": cmd_compress, "build": cmd_build}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    debug = "--debug" in argv
+    try:
+        args = _parser().parse_args(argv)
+        return COMMANDS[args.command](args)
+    except LegoError as e:
+        errors.print(f"[bold red]error:[/] {e.message}", markup=True, soft_wrap=True)
+        if e.hint:
+            errors.print(f"  hint: {e.hint}", soft_wrap=True)
+        if debug:
+            raise
+        return e.exit_code
+    except KeyboardInterrupt:
+        errors.print("interrupted; no output was left half-written")
+        return EXIT_INTERRUPTED
+    except Exception as e:  # a bug in lego2c: say so, without a traceback unless asked
+        if debug:
+            raise
+        errors.print(f"[bold red]internal error:[/] {type(e).__name__}: {e}", soft_wrap=True)
+        errors.print("  hint: rerun with --debug for the traceback, and please report it")
+        return EXIT_INTERNAL
+
+
+if __name__ == "__main__":
+    sys.exit(main())

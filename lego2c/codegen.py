@@ -1,0 +1,262 @@
+"""Code generation: lowered IR + compressed weights + memory plan -> model.c / model.h.
+
+The templates in `templates/` hold only glue (tables, parameter structs, the calls in
+order, the arena); every computation lives in the runtime's kernels.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import jinja2
+import numpy as np
+
+from . import ops
+from .compress import CompressedModel, LayerWeights, weight_matrix
+from .ir import Graph
+from .plan import Buffer, plan_memory
+from .resources import data_dir
+
+DENSE_TILE = (4, 4)  # dense weights are walked in 4x4 tiles by the same kernels
+VALUES_PER_LINE = 8
+
+
+@dataclass
+class Table:
+    """One const array in flash."""
+
+    ctype: str
+    name: str
+    body: str
+    nbytes: int
+
+
+@dataclass
+class LayerCode:
+    index: int
+    name: str  # ONNX node name
+    op: str
+    cname: str
+    comment: str
+    decls: list[str]  # parameter/weight struct definitions
+    call: str
+    macs: int
+    flash_bytes: int  # this layer's tables
+    out_shape: tuple[int, ...]
+
+
+@dataclass
+class GeneratedModel:
+    files: dict[str, str]
+    layers: list[LayerCode]
+    arena_bytes: int
+    input_shape: tuple[int, ...]
+    output_shape: tuple[int, ...]
+    tables_bytes: int  # every const byte of model data
+    params: int  # float parameters the kernels read (weights, biases, other constants)
+
+
+def c_ident(name: str) -> str:
+    s = re.sub(r"[^0-9A-Za-z_]", "_", name).strip("_") or "t"
+    return s if not s[0].isdigit() else f"t{s}"
+
+
+def c_floats(values: np.ndarray) -> str:
+    """float32 values as C literals that round-trip exactly (9 significant digits)."""
+    flat = np.asarray(values, dtype=np.float32).reshape(-1)
+    lits = []
+    for s in np.char.mod("%.9g", flat.astype(np.float64)):
+        s = str(s)
+        if "." not in s and "e" not in s and "n" not in s:
+            s += ".0"
+        lits.append(s + "f")
+    return _lines(lits)
+
+
+def c_bytes(data: bytes) -> str:
+    return _lines([f"0x{b:02x}" for b in data], per_line=16)
+
+
+def _lines(items: list[str], per_line: int = VALUES_PER_LINE) -> str:
+    rows = [", ".join(items[i : i + per_line]) for i in range(0, len(items), per_line)]
+    return "    " + ",\n    ".join(rows)
+
+
+def _c_value(v: int | float | list[int]) -> str:
+    if isinstance(v, list):
+        return "{" + ", ".join(str(int(x)) for x in v) + "}"
+    if isinstance(v, float):
+        return c_floats(np.array([v])).strip()
+    return str(int(v))
+
+
+def _struct(ctype: str, name: str, fields: dict[str, int | float | list[int]]) -> str:
+    body = ",\n".join(f"    .{k} = {_c_value(v)}" for k, v in fields.items())
+    return f"static const {ctype} {name} = {{\n{body}\n}};"
+
+
+def templates() -> jinja2.Environment:
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(data_dir("templates"))),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+
+
+class _Storage:
+    """Which buffer each tensor lives in: the caller's input, or a shared arena buffer.
+
+    Views (Reshape & co) share their input's buffer; elementwise ops run in place when
+    their input dies at that step. Graph outputs are copied out at the end, so they count
+    as read after the last step.
+    """
+
+    def __init__(self, g: Graph, calls: list[ops.KernelCall]) -> None:
+        self.root: dict[str, str] = {i: "input" for i in g.inputs}
+        self.members: dict[str, list[str]] = {}
+        reads: dict[str, list[int]] = {}
+        for step, call in enumerate(calls):
+            for t in call.inputs:
+                reads.setdefault(t, []).append(step)
+        for o in g.outputs:
+            reads.setdefault(o, []).append(len(calls))
+        self.born: dict[str, int] = {}
+        for step, call in enumerate(calls):
+            out, src = call.outputs[0], call.inputs[0] if call.inputs else None
+            r = self.root.get(src) if src else None
+            last = max((max(reads.get(m, [step])) for m in self.members.get(r or "", [])), default=-1)
+            if call.view and r is not None:
+                self._join(out, r)
+            elif call.inplace and r not in (None, "input") and last <= step and g.tensors[out].size == g.tensors[src].size:  # type: ignore[index]
+                self._join(out, r)  # type: ignore[arg-type]
+            else:
+                self._join(out, out)
+                self.born[out] = step
+        self.buffers = [
+            Buffer(r, max(g.tensors[m].size for m in ms) * 4, self.born[r], max(max(reads.get(m, [self.born[r]])) for m in ms))
+            for r, ms in self.members.items()
+            if r != "input"
+        ]  # fmt: skip
+
+    def _join(self, tensor: str, root: str) -> None:
+        self.root[tensor] = root
+        self.members.setdefault(root, []).append(tensor)
+
+
+def generate(g: Graph, cm: CompressedModel, model_name: str = "model") -> GeneratedModel:
+    calls = [ops.lower(n, g) for n in g.nodes]
+    storage = _Storage(g, calls)
+    mem = plan_memory(storage.buffers)
+
+    def ptr(t: str) -> str:
+        r = storage.root[t]
+        if r == "input":
+            return "input"
+        return f"(lego_arena + {mem.offsets[r] // 4})"
+
+    emitted: dict[str, Table] = {}
+    shared: list[Table] = []
+    params = 0
+    for cb in cm.codebooks.values():
+        tbl = Table("float", f"lego_codebook_{c_ident(cb.name)}", c_floats(cb.centroids), cb.nbytes)
+        shared.append(tbl)
+
+    def const_table(tensor: str, cname: str) -> tuple[str, int]:
+        """Emit a constant tensor once; return its C name and the bytes it added."""
+        nonlocal params
+        if tensor in emitted:
+            return emitted[tensor].name, 0
+        data = g.const(tensor)
+        assert data is not None
+        params += int(data.size)
+        tbl = Table("float", cname, c_floats(data), int(data.size) * 4)
+        emitted[tensor] = tbl
+        return tbl.name, tbl.nbytes
+
+    layers: list[LayerCode] = []
+    by_name = {n.name: n for n in g.nodes}
+    for idx, (node, call) in enumerate(zip(g.nodes, calls)):
+        cname = f"l{idx}_{c_ident(node.name)}"[:48]
+        out_shape = g.shape(node.outputs[0])
+        in_shapes = " x ".join(str(list(g.shape(i))) for i in node.inputs if i and not g.tensors[i].is_const)
+        comment = f"{node.op} {node.name}: {in_shapes} -> {list(out_shape)}"
+        decls: list[str] = []
+        flash = 0
+        if call.view:
+            layers.append(LayerCode(idx, node.name, node.op, cname, comment + " (view, no code)", [], "", 0, 0, out_shape))
+            continue
+        args = [f"&{cname}_params"]
+        decls.append(_struct(call.params_type, f"{cname}_params", call.params))
+        if call.weight is not None:
+            wdecl, wbytes = _weights(cname, cm.layers[call.weight], weight_matrix(by_name[node.name], g), emitted)
+            decls.extend(wdecl)
+            flash += wbytes
+            params += cm.layers[call.weight].params
+            args.append(f"&{cname}_weights")
+            if call.bias is not None:
+                bname, nb = const_table(call.bias, f"{cname}_bias")
+                flash += nb
+                args.append(bname)
+            else:
+                args.append("NULL")
+            comment += f", {cm.layers[call.weight].params} params, {call.macs} MACs"
+        operands = []
+        for k, t in enumerate(call.inputs):
+            if g.tensors[t].is_const:
+                name, nb = const_table(t, f"{cname}_c{k}")
+                flash += nb
+                operands.append(name)
+            else:
+                operands.append(ptr(t))
+        out = ptr(call.outputs[0])
+        if node.op == "Concat":
+            decls_local = f"const float *const {cname}_in[] = {{{', '.join(operands)}}};"
+            call_expr = f"{decls_local}\n    LEGO_CHECK({call.func}({', '.join(args)}, {cname}_in, {out}));"
+        else:
+            call_expr = f"LEGO_CHECK({call.func}({', '.join(args + operands)}, {out}));"
+        layers.append(LayerCode(idx, node.name, node.op, cname, comment, decls, call_expr, call.macs, flash, out_shape))
+
+    tables = shared + list(emitted.values())
+    env = templates()
+    in_shape = g.shape(g.inputs[0])
+    out_shape = g.shape(g.outputs[0])
+    ctx = dict(
+        model_name=model_name,
+        tables=tables,
+        layers=layers,
+        arena_floats=max(mem.peak // 4, 1),
+        arena_bytes=mem.peak,
+        input_size=int(np.prod(in_shape)),
+        output_size=int(np.prod(out_shape)),
+        input_shape=list(in_shape),
+        output_shape=list(out_shape),
+        output_ptr=ptr(g.outputs[0]),
+        total_macs=sum(c.macs for c in calls),
+    )
+    files = {
+        "model.h": env.get_template("model.h.j2").render(ctx),
+        "model.c": env.get_template("model.c.j2").render(ctx),
+    }
+    # Tables that belong to one layer are attributed to it; codebooks are shared.
+    return GeneratedModel(files, layers, mem.peak, in_shape, out_shape, sum(t.nbytes for t in tables), params)
+
+
+def _weights(cname: str, lw: LayerWeights, matrix: np.ndarray, emitted: dict[str, Table]) -> tuple[list[str], int]:
+    fields: dict[str, int | float | list[int]] = dict(rows=lw.rows, cols=lw.cols)
+    if lw.storage == "tiled":
+        assert lw.codebook is not None
+        tbl = Table("uint8_t", f"{cname}_idx", c_bytes(lw.packed), len(lw.packed))
+        fields |= dict(tile_rows=lw.tile[0], tile_cols=lw.tile[1], index_bits=lw.bits)
+        ptrs = f"    .kind = LEGO_W_TILED_F32,\n    .codebook = lego_codebook_{c_ident(lw.codebook)},\n    .indices = {tbl.name},"
+    else:
+        tbl = Table("float", f"{cname}_w", c_floats(matrix), lw.params * 4)
+        fields |= dict(tile_rows=DENSE_TILE[0], tile_cols=DENSE_TILE[1], index_bits=0)
+        ptrs = f"    .kind = LEGO_W_DENSE_F32,\n    .dense = {tbl.name},"
+    emitted[f"__weights__{cname}"] = tbl
+    body = ",\n".join(f"    .{k} = {_c_value(v)}" for k, v in fields.items())
+    decl = f"static const lego_weights_t {cname}_weights = {{\n{ptrs}\n{body}\n}};"
+    return [decl], tbl.nbytes
+

@@ -1,0 +1,328 @@
+"""ONNX frontend: a user's .onnx file in, a checked IR with static shapes out.
+
+Steps, in order: load (external data included), check, inline ONNX functions, pin dynamic
+dimensions, fold shape-computation subgraphs with onnxslim, infer shapes, then simplify
+the graph ourselves (Constant nodes, Identity/Dropout, BatchNorm folding, canonical Gemm)
+and refuse, in one message, every node that cannot be lowered.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnx.inliner
+from google.protobuf.message import DecodeError
+from onnx import helper, numpy_helper, shape_inference
+
+from . import ops
+from .errors import UnsupportedModelError, UsageError
+from .ir import Graph, Node, Tensor
+
+MIN_OPSET = 7
+MAX_OPSET = onnx.defs.onnx_opset_version()
+DROPPED_OPS = {"Identity", "Dropout"}
+
+
+def load_model(path: str | Path, input_shape: list[int] | None = None) -> Graph:
+    """Read, check and simplify an ONNX file into the IR."""
+    model = _read(Path(path))
+    _check_opset(model)
+    model = onnx.inliner.inline_local_functions(model)
+    _refuse_bad_dtypes(model)
+    _pin_input_shape(model, input_shape)
+    model = _fold_shape_subgraphs(model)
+    try:
+        model = shape_inference.infer_shapes(model, strict_mode=True, data_prop=True)
+    except Exception as e:  # onnx raises several unrelated types here
+        raise UnsupportedModelError(f"shape inference failed: {_first_line(e)}") from None
+    graph = _to_ir(model)
+    _simplify(graph)
+    problems = ops.unsupported_nodes(graph)
+    if problems:
+        lines = [f"{op}: {', '.join(nodes)}" for op, nodes in sorted(problems.items())]
+        hint = None
+        if {"QuantizeLinear", "DequantizeLinear"} & problems.keys():
+            hint = "quantised (QDQ) models are not supported yet: export the float32 model instead"
+        raise UnsupportedModelError(
+            f"{sum(len(v) for v in problems.values())} node(s) cannot be compiled:\n  " + "\n  ".join(lines),
+            hint=hint or "supported ops: " + ", ".join(sorted(ops.LOWERINGS)),
+        )
+    return graph
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip() or type(e).__name__
+    return text.splitlines()[0][:300]
+
+
+def _read(path: Path) -> onnx.ModelProto:
+    if not path.is_file():
+        raise UsageError(f"cannot read '{path}': no such file")
+    try:
+        model = onnx.load(str(path))
+    except (DecodeError, ValueError, RuntimeError, OSError) as e:
+        raise UsageError(
+            f"'{path}' is not a readable ONNX model ({_first_line(e)})",
+            hint="the file may be truncated or corrupted; export it again",
+        ) from None
+    if not model.graph.node:
+        raise UsageError(f"'{path}' is not a readable ONNX model (it has no graph nodes)")
+    try:
+        onnx.checker.check_model(model)
+    except onnx.checker.ValidationError as e:
+        raise UnsupportedModelError(f"the ONNX checker rejects '{path}': {_first_line(e)}") from None
+    return model
+
+
+def _check_opset(model: onnx.ModelProto) -> None:
+    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
+    if opset is None:
+        raise UnsupportedModelError("the model imports no default-domain (ai.onnx) opset")
+    if not MIN_OPSET <= opset <= MAX_OPSET:
+        raise UnsupportedModelError(
+            f"ONNX opset {opset} is outside the supported range {MIN_OPSET}..{MAX_OPSET}",
+            hint="re-export the model with an opset in that range (e.g. opset_version=17)",
+        )
+
+
+def _refuse_bad_dtypes(model: onnx.ModelProto) -> None:
+    allowed_inputs = {onnx.TensorProto.FLOAT}
+    for vi in model.graph.input:
+        et = vi.type.tensor_type.elem_type
+        if et not in allowed_inputs:
+            raise UnsupportedModelError(
+                f"input '{vi.name}' is {onnx.TensorProto.DataType.Name(et)}; lego2c compiles float32 models",
+                hint="export the model with float32 inputs and weights",
+            )
+    for init in model.graph.initializer:
+        if init.data_type in (onnx.TensorProto.INT8, onnx.TensorProto.UINT8, onnx.TensorProto.FLOAT16,
+                              onnx.TensorProto.BFLOAT16, onnx.TensorProto.DOUBLE):  # fmt: skip
+            raise UnsupportedModelError(
+                f"weight '{init.name}' is {onnx.TensorProto.DataType.Name(init.data_type)}; "
+                "lego2c needs float32 weights",
+                hint="quantised or half-precision models are not supported yet: export float32",
+            )
+
+
+def _pin_input_shape(model: onnx.ModelProto, input_shape: list[int] | None) -> None:
+    """Make the graph input static: batch -> 1, other symbolic dims from --input-shape."""
+    inits = {i.name for i in model.graph.initializer}
+    inputs = [vi for vi in model.graph.input if vi.name not in inits]
+    if len(inputs) != 1:
+        raise UnsupportedModelError(
+            f"the model has {len(inputs)} inputs ({', '.join(v.name for v in inputs)}); lego2c supports one"
+        )
+    outputs = model.graph.output
+    if len(outputs) != 1:
+        raise UnsupportedModelError(
+            f"the model has {len(outputs)} outputs ({', '.join(v.name for v in outputs)}); lego2c supports one"
+        )
+    dims = inputs[0].type.tensor_type.shape.dim
+    if input_shape is not None:
+        if len(input_shape) != len(dims):
+            raise UsageError(
+                f"--input-shape has {len(input_shape)} dims but input '{inputs[0].name}' has rank {len(dims)}"
+            )
+        for d, v in zip(dims, input_shape):
+            if d.HasField("dim_value") and d.dim_value > 0 and d.dim_value != v:
+                raise UsageError(f"--input-shape {input_shape} contradicts the model's static dim {d.dim_value}")
+            d.dim_value = v
+    missing = []
+    for i, d in enumerate(dims):
+        if d.HasField("dim_value") and d.dim_value > 0:
+            continue
+        if i == 0:
+            d.dim_value = 1
+        else:
+            missing.append(f"dim {i} ('{d.dim_param or '?'}')")
+    if missing:
+        raise UnsupportedModelError(
+            f"input '{inputs[0].name}' has dynamic dimensions: {', '.join(missing)}",
+            hint="give the full static shape with --input-shape, e.g. --input-shape 1,3,32,32",
+        )
+    if dims and dims[0].dim_value != 1:
+        raise UnsupportedModelError(f"batch size {dims[0].dim_value} is not supported; export with batch 1")
+    # Let shape inference recompute everything downstream from the pinned input.
+    del model.graph.value_info[:]
+    for out in model.graph.output:
+        out.type.tensor_type.ClearField("shape")
+
+
+def _fold_shape_subgraphs(model: onnx.ModelProto) -> onnx.ModelProto:
+    """Fold exporters' Shape/Gather/Concat/... chains into constants with onnxslim."""
+    import onnxslim  # slow import; only needed here
+
+    try:
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            return onnxslim.slim(model)
+    except Exception as e:  # onnxslim raises whatever its passes raise
+        raise UnsupportedModelError(f"constant folding failed: {_first_line(e)}") from None
+
+
+def _attr_dict(node: onnx.NodeProto) -> dict[str, object]:
+    out: dict[str, object] = {}
+    for a in node.attribute:
+        v = helper.get_attribute_value(a)
+        out[a.name] = v.decode() if isinstance(v, bytes) else v
+    return out
+
+
+def _to_ir(model: onnx.ModelProto) -> Graph:
+    g = model.graph
+    opset = next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
+    tensors: dict[str, Tensor] = {}
+    for init in g.initializer:
+        arr = numpy_helper.to_array(init)
+        tensors[init.name] = Tensor(init.name, tuple(arr.shape), arr)
+
+    def declare(vi: onnx.ValueInfoProto) -> None:
+        if vi.name in tensors:
+            return
+        tt = vi.type.tensor_type
+        dims = [d.dim_value if d.HasField("dim_value") else -1 for d in tt.shape.dim]
+        tensors[vi.name] = Tensor(vi.name, tuple(dims) if tt.HasField("shape") else (-1,))
+        if tt.elem_type not in (onnx.TensorProto.FLOAT, onnx.TensorProto.UNDEFINED):
+            tensors[vi.name].shape = (-2,)  # marks a non-float activation
+
+    for vi in list(g.input) + list(g.value_info) + list(g.output):
+        declare(vi)
+    nodes: list[Node] = []
+    for i, n in enumerate(g.node):
+        name = n.name or f"{n.op_type}_{i}"
+        if n.domain not in ("", "ai.onnx"):
+            nodes.append(Node(f"{n.domain}.{n.op_type}", name, list(n.input), list(n.output)))
+            continue
+        attrs = _attr_dict(n)
+        if n.op_type == "Constant":
+            value = helper.get_attribute_value(n.attribute[0])
+            arr = numpy_helper.to_array(value) if isinstance(value, onnx.TensorProto) else np.array(value)
+            tensors[n.output[0]] = Tensor(n.output[0], tuple(arr.shape), arr)
+            continue
+        nodes.append(Node(n.op_type, name, list(n.input), list(n.output), attrs))
+    inits = {i.name for i in g.initializer}
+    graph = Graph(
+        tensors, nodes,
+        inputs=[vi.name for vi in g.input if vi.name not in inits],
+        outputs=[vi.name for vi in g.output],
+        opset=opset,
+        metadata={p.key: p.value for p in model.metadata_props},
+    )  # fmt: skip
+    for node in graph.nodes:
+        for t in node.inputs + node.outputs:
+            if t and t not in graph.tensors:
+                graph.tensors[t] = Tensor(t, (-1,))
+    return graph
+
+
+def _simplify(g: Graph) -> None:
+    _drop_identities(g)
+    _canonicalise_dense(g)
+    _fold_batchnorm(g)
+    g.prune_unused()
+    for t in g.tensors.values():
+        if t.is_const:
+            continue
+        if t.shape == (-2,):
+            raise UnsupportedModelError(f"tensor '{t.name}' is not float32; lego2c compiles float32 models")
+        if any(d < 0 for d in t.shape):
+            raise UnsupportedModelError(f"the shape of tensor '{t.name}' could not be inferred statically")
+    for t in g.tensors.values():
+        if t.is_const and t.data.dtype.kind == "f":  # type: ignore[union-attr]
+            t.data = t.data.astype(np.float32)  # type: ignore[union-attr]
+
+
+def _rename_uses(g: Graph, old: str, new: str) -> None:
+    for n in g.nodes:
+        n.inputs = [new if i == old else i for i in n.inputs]
+    g.outputs = [new if o == old else o for o in g.outputs]
+
+
+def _drop_identities(g: Graph) -> None:
+    for node in [n for n in g.nodes if n.op in DROPPED_OPS]:
+        src, dst = node.inputs[0], node.outputs[0]
+        g.nodes.remove(node)
+        if dst in g.outputs and src in g.inputs:
+            raise UnsupportedModelError("the model is an identity: nothing to compile")
+        if dst in g.outputs:
+            # Keep the graph output's name: the producer of src writes it directly.
+            producer = g.producer(src)
+            assert producer is not None
+            producer.outputs = [dst if o == src else o for o in producer.outputs]
+            _rename_uses(g, src, dst)
+            g.tensors[dst].shape = g.tensors[src].shape if g.tensors[dst].shape[0] < 0 else g.tensors[dst].shape
+        else:
+            _rename_uses(g, dst, src)
+
+
+def _canonicalise_dense(g: Graph) -> None:
+    """Gemm -> y = x W^T + b with alpha/beta folded; MatMul weights stored (out, in)."""
+    for n in g.nodes:
+        if n.op == "Gemm" and g.const(n.inputs[1]) is not None:
+            w = g.const(n.inputs[1]).astype(np.float32)  # type: ignore[union-attr]
+            if not n.attrs.get("transB", 0):
+                w = w.T
+            w = w * np.float32(n.attrs.get("alpha", 1.0))
+            _set_private_const(g, n, 1, np.ascontiguousarray(w))
+            if len(n.inputs) > 2 and n.inputs[2]:
+                c = g.const(n.inputs[2])
+                out_shape = g.shape(n.outputs[0])
+                if c is None or c.size not in (1, out_shape[-1]) or (c.ndim == 2 and c.shape[0] != 1):
+                    raise UnsupportedModelError(f"Gemm '{n.name}': C must be a constant bias vector")
+                bias = np.broadcast_to(c.reshape(-1), (out_shape[-1],)) * np.float32(n.attrs.get("beta", 1.0))
+                _set_private_const(g, n, 2, np.ascontiguousarray(bias, dtype=np.float32))
+            n.attrs.update(transB=1, alpha=1.0, beta=1.0)
+
+
+def _set_private_const(g: Graph, node: Node, idx: int, value: np.ndarray) -> None:
+    """Give `node` its own copy of a constant input (others may share the original)."""
+    name = f"{node.name}__{('A', 'W', 'bias')[idx]}"
+    g.tensors[name] = Tensor(name, tuple(value.shape), value)
+    node.inputs[idx] = name
+
+
+def _fold_batchnorm(g: Graph) -> None:
+    """Fold BN into the Conv/Gemm before it; a BN on its own becomes Mul + Add."""
+    for bn in [n for n in g.nodes if n.op == "BatchNormalization"]:
+        consts = [g.const(i) for i in bn.inputs[1:5]]
+        if any(c is None for c in consts) or (len(bn.outputs) > 1 and any(bn.outputs[1:])):
+            continue  # training-mode BN: left for the unsupported-op report
+        scale, shift, mean, var = (c.astype(np.float32) for c in consts)  # type: ignore[union-attr]
+        s = scale / np.sqrt(var + np.float32(bn.attrs.get("epsilon", 1e-5)))
+        b = shift - mean * s
+        prev = g.producer(bn.inputs[0])
+        foldable = (
+            prev is not None
+            and prev.op in ("Conv", "Gemm")
+            and g.const(prev.inputs[1]) is not None
+            and len(g.consumers(bn.inputs[0])) == 1
+            and bn.inputs[0] not in g.outputs
+        )
+        if foldable:
+            assert prev is not None
+            w = g.const(prev.inputs[1])
+            w = w * s.reshape((-1,) + (1,) * (w.ndim - 1))  # type: ignore[operator, union-attr]
+            old_b = g.const(prev.inputs[2]) if len(prev.inputs) > 2 and prev.inputs[2] else None
+            new_b = b + (old_b * s if old_b is not None else 0)
+            _set_private_const(g, prev, 1, w.astype(np.float32))
+            while len(prev.inputs) < 3:
+                prev.inputs.append("")
+            _set_private_const(g, prev, 2, np.asarray(new_b, dtype=np.float32))
+            prev.outputs = [bn.outputs[0]]
+            g.nodes.remove(bn)
+            continue
+        rank = len(g.shape(bn.inputs[0]))
+        bshape = (-1,) + (1,) * (rank - 2)
+        mul_c, add_c = f"{bn.name}__scale", f"{bn.name}__shift"
+        g.tensors[mul_c] = Tensor(mul_c, s.reshape(bshape).shape, s.reshape(bshape))
+        g.tensors[add_c] = Tensor(add_c, b.reshape(bshape).shape, b.reshape(bshape).astype(np.float32))
+        mid = f"{bn.name}__scaled"
+        g.tensors[mid] = Tensor(mid, g.shape(bn.inputs[0]))
+        i = g.nodes.index(bn)
+        g.nodes[i : i + 1] = [
+            Node("Mul", f"{bn.name}_mul", [bn.inputs[0], mul_c], [mid]),
+            Node("Add", f"{bn.name}_add", [mid, add_c], [bn.outputs[0]]),
+        ]

@@ -1,0 +1,106 @@
+"""The small typed IR every later stage works on.
+
+It keeps ONNX's op names and attribute semantics (so it can be written back to ONNX for
+onnxruntime to check us), but every shape is static and known, every constant is a numpy
+array, and only ops that lego2c can lower remain.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import onnx
+from onnx import helper, numpy_helper
+
+
+@dataclass
+class Tensor:
+    name: str
+    shape: tuple[int, ...]
+    data: np.ndarray | None = None  # set for constants (initializers)
+
+    @property
+    def size(self) -> int:
+        return int(np.prod(self.shape, dtype=np.int64))
+
+    @property
+    def is_const(self) -> bool:
+        return self.data is not None
+
+
+@dataclass
+class Node:
+    op: str
+    name: str
+    inputs: list[str]
+    outputs: list[str]
+    attrs: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Graph:
+    tensors: dict[str, Tensor]
+    nodes: list[Node]
+    inputs: list[str]
+    outputs: list[str]
+    opset: int
+    metadata: dict[str, str] = field(default_factory=dict)
+
+    def const(self, name: str) -> np.ndarray | None:
+        t = self.tensors.get(name)
+        return None if t is None else t.data
+
+    def shape(self, name: str) -> tuple[int, ...]:
+        return self.tensors[name].shape
+
+    def consumers(self, name: str) -> list[Node]:
+        return [n for n in self.nodes if name in n.inputs]
+
+    def producer(self, name: str) -> Node | None:
+        for n in self.nodes:
+            if name in n.outputs:
+                return n
+        return None
+
+    def prune_unused(self) -> None:
+        """Drop constants that no node reads any more (after folding)."""
+        used = {i for n in self.nodes for i in n.inputs} | set(self.outputs) | set(self.inputs)
+        self.tensors = {k: v for k, v in self.tensors.items() if k in used or not v.is_const}
+
+    def to_onnx(self, weights: dict[str, np.ndarray] | None = None) -> onnx.ModelProto:
+        """Write the IR back as an ONNX model, optionally with some constants replaced.
+
+        `lego2c compress` uses this to emit `model.lego.onnx`: the same graph the C code
+        runs, with each compressed weight replaced by its decoded tiles.
+        """
+        weights = weights or {}
+
+        def info(name: str) -> onnx.ValueInfoProto:
+            return helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, list(self.shape(name)))
+
+        inits = [
+            numpy_helper.from_array(np.asarray(weights.get(t.name, t.data)), t.name)
+            for t in self.tensors.values()
+            if t.is_const
+        ]
+        nodes = [
+            helper.make_node(n.op, n.inputs, n.outputs, name=n.name, **n.attrs) for n in self.nodes
+        ]
+        produced = {o for n in self.nodes for o in n.outputs}
+        value_info = [info(t) for t in sorted(produced) if t not in self.outputs]
+        graph = helper.make_graph(
+            nodes,
+            "lego2c",
+            [info(i) for i in self.inputs],
+            [info(o) for o in self.outputs],
+            initializer=inits,
+            value_info=value_info,
+        )
+        model = helper.make_model(
+            graph, opset_imports=[helper.make_opsetid("", self.opset)], producer_name="lego2c"
+        )
+        model.ir_version = min(model.ir_version, 8)
+        helper.set_model_props(model, self.metadata)
+        return model

@@ -1,0 +1,359 @@
+"""The op table: how each supported ONNX op maps to one C runtime kernel.
+
+One entry per op. An entry reads the node's attributes and the static shapes and returns a
+`KernelCall`: the C function, its parameter struct, and the tensors it reads and writes.
+Adding an op means one entry here, one kernel in `runtime/` and one test.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from .ir import Graph, Node
+
+MAX_DIMS = 6  # must match LEGO_MAX_DIMS in runtime/lego_runtime.h
+
+
+class Unsupported(Exception):
+    """Raised by a lowering entry: this node cannot be compiled, and why."""
+
+
+@dataclass
+class KernelCall:
+    func: str  # C kernel, e.g. "lego_conv2d_f32"; "" for pure views (Reshape & co)
+    params_type: str  # C parameter struct type
+    params: dict[str, int | float | list[int]]
+    inputs: list[str]  # activations and constants read, in argument order
+    outputs: list[str]
+    weight: str | None = None  # the clusterable weight (Conv/Gemm/MatMul)
+    bias: str | None = None
+    macs: int = 0
+    view: bool = False  # output is input 0 reinterpreted: no code, no copy
+    inplace: bool = False  # output may reuse input 0's buffer (elementwise, same size)
+    fields: list[str] = field(default_factory=list)
+
+
+def _ints(v: object, n: int, default: int) -> list[int]:
+    return [int(x) for x in v] if v is not None else [default] * n  # type: ignore[union-attr]
+
+
+def _spatial(g: Graph, name: str) -> tuple[int, int, int]:
+    """(C, H, W) of an NCHW or NCW activation with batch 1; 1-D ops get H = 1."""
+    s = g.shape(name)
+    if len(s) == 4 and s[0] == 1:
+        return s[1], s[2], s[3]
+    if len(s) == 3 and s[0] == 1:
+        return s[1], 1, s[2]
+    raise Unsupported(f"expects a batch-1 NCHW or NCW tensor, got shape {list(s)}")
+
+
+def _pads_2d(node: Node, g: Graph, kernel: list[int], strides: list[int], dil: list[int]) -> list[int]:
+    """[top, left, bottom, right] for 1-D or 2-D, resolving auto_pad from the shapes."""
+    nsp = len(kernel)
+    auto = node.attrs.get("auto_pad", "NOTSET")
+    if isinstance(auto, bytes):
+        auto = auto.decode()
+    if auto in ("SAME_UPPER", "SAME_LOWER"):
+        ins = g.shape(node.inputs[0])[2:]
+        outs = g.shape(node.outputs[0])[2:]
+        begin, end = [], []
+        for i in range(nsp):
+            total = max((outs[i] - 1) * strides[i] + (kernel[i] - 1) * dil[i] + 1 - ins[i], 0)
+            lo = total // 2 if auto == "SAME_UPPER" else total - total // 2
+            begin.append(lo)
+            end.append(total - lo)
+        pads = begin + end
+    elif auto == "VALID":
+        pads = [0] * (2 * nsp)
+    else:
+        pads = _ints(node.attrs.get("pads"), 2 * nsp, 0)
+    if nsp == 1:
+        return [0, pads[0], 0, pads[1]]
+    return [pads[0], pads[1], pads[2], pads[3]]
+
+
+def _window(node: Node, g: Graph, kernel: list[int]) -> dict[str, int]:
+    nsp = len(kernel)
+    strides = _ints(node.attrs.get("strides"), nsp, 1)
+    dil = _ints(node.attrs.get("dilations"), nsp, 1)
+    top, left, bottom, right = _pads_2d(node, g, kernel, strides, dil)
+    if nsp == 1:
+        kernel, strides, dil = [1] + kernel, [1] + strides, [1] + dil
+    return dict(
+        k_h=kernel[0], k_w=kernel[1], stride_h=strides[0], stride_w=strides[1],
+        dil_h=dil[0], dil_w=dil[1], pad_top=top, pad_left=left, pad_bottom=bottom, pad_right=right,
+    )  # fmt: skip
+
+
+def lower_conv(node: Node, g: Graph) -> KernelCall:
+    w = g.const(node.inputs[1])
+    if w is None:
+        raise Unsupported("the weight must be a constant")
+    if w.ndim not in (3, 4):
+        raise Unsupported(f"only 1-D and 2-D convolutions are supported (weight rank {w.ndim})")
+    c, h, wd = _spatial(g, node.inputs[0])
+    oc, oh, ow = _spatial(g, node.outputs[0])
+    groups = int(node.attrs.get("group", 1))
+    p = dict(in_c=c, in_h=h, in_w=wd, out_c=oc, out_h=oh, out_w=ow, groups=groups)
+    p |= _window(node, g, list(w.shape[2:]))
+    bias = node.inputs[2] if len(node.inputs) > 2 and node.inputs[2] else None
+    macs = oc * oh * ow * int(np.prod(w.shape[1:]))
+    return KernelCall("lego_conv2d_f32", "lego_conv2d_params_t", p, [node.inputs[0]], node.outputs,
+                      weight=node.inputs[1], bias=bias, macs=macs)  # fmt: skip
+
+
+def lower_gemm(node: Node, g: Graph) -> KernelCall:
+    """Gemm, canonicalised by the frontend to y = x W^T + b with W stored (out, in)."""
+    w = g.const(node.inputs[1])
+    if w is None:
+        raise Unsupported("the weight (B) must be a constant")
+    a = g.shape(node.inputs[0])
+    if node.attrs.get("transA", 0) and a[1] != 1:
+        raise Unsupported("transA=1 is supported only for a single row")
+    if not node.attrs.get("transB", 0):
+        raise Unsupported("internal: Gemm not canonicalised")  # the frontend guarantees it
+    n, k = w.shape
+    rows = int(np.prod(g.shape(node.outputs[0]))) // n
+    bias = node.inputs[2] if len(node.inputs) > 2 and node.inputs[2] else None
+    p = dict(rows=rows, in_features=k, out_features=n)
+    return KernelCall("lego_fc_f32", "lego_fc_params_t", p, [node.inputs[0]], node.outputs,
+                      weight=node.inputs[1], bias=bias, macs=rows * n * k)  # fmt: skip
+
+
+def lower_matmul(node: Node, g: Graph) -> KernelCall:
+    """MatMul with a constant (K, N) right operand: the frontend stores it transposed."""
+    w = g.const(node.inputs[1])
+    if w is None or w.ndim != 2:
+        raise Unsupported("only MatMul with a constant 2-D right operand (a weight) is supported")
+    k, n = w.shape
+    rows = int(np.prod(g.shape(node.outputs[0]))) // n
+    p = dict(rows=rows, in_features=k, out_features=n)
+    return KernelCall("lego_fc_f32", "lego_fc_params_t", p, [node.inputs[0]], node.outputs,
+                      weight=node.inputs[1], macs=rows * n * k)  # fmt: skip
+
+
+# Enumerations shared with runtime/lego_runtime.h.
+UNARY = {"Relu": 0, "Clip": 1, "LeakyRelu": 2, "Sigmoid": 3, "Tanh": 4, "HardSigmoid": 5, "HardSwish": 6}
+BINARY = {"Add": 0, "Sub": 1, "Mul": 2, "Div": 3, "PRelu": 4}
+
+
+def lower_unary(node: Node, g: Graph) -> KernelCall:
+    op = node.op
+    alpha, beta = 0.0, 0.0
+    if op == "Clip":
+        lo = node.attrs.get("min", -np.inf)
+        hi = node.attrs.get("max", np.inf)
+        ins = node.inputs
+        for idx, default in ((1, lo), (2, hi)):
+            if len(ins) > idx and ins[idx]:
+                v = g.const(ins[idx])
+                if v is None:
+                    raise Unsupported("Clip bounds must be constants")
+                default = float(v)
+            if idx == 1:
+                lo = default
+            else:
+                hi = default
+        alpha, beta = float(max(lo, -3.0e38)), float(min(hi, 3.0e38))
+    elif op == "LeakyRelu":
+        alpha = float(node.attrs.get("alpha", 0.01))
+    elif op == "HardSigmoid":
+        alpha, beta = float(node.attrs.get("alpha", 0.2)), float(node.attrs.get("beta", 0.5))
+    p = dict(op=UNARY[op], size=g.tensors[node.outputs[0]].size, alpha=alpha, beta=beta)
+    return KernelCall("lego_unary_f32", "lego_unary_params_t", p, [node.inputs[0]], node.outputs,
+                      inplace=True)  # fmt: skip
+
+
+def broadcast_strides(shape: tuple[int, ...], out: tuple[int, ...]) -> list[int]:
+    """Element strides of `shape` read as `out` under numpy broadcasting (0 where broadcast)."""
+    shape = (1,) * (len(out) - len(shape)) + tuple(shape)
+    strides, acc = [0] * len(out), 1
+    for i in range(len(out) - 1, -1, -1):
+        strides[i] = acc if shape[i] != 1 else 0
+        acc *= shape[i]
+    return strides
+
+
+def _collapse(out: tuple[int, ...], sa: list[int], sb: list[int]) -> tuple[list[int], list[int], list[int]]:
+    """Merge adjacent dims that are contiguous in output and both inputs, so any rank fits."""
+    dims = [(d, a, b) for d, a, b in zip(out, sa, sb) if d != 1] or [(1, 0, 0)]
+    merged = [dims[-1]]
+    for d, a, b in reversed(dims[:-1]):
+        md, ma, mb = merged[0]
+        if a == ma * md and b == mb * md:
+            merged[0] = (d * md, ma, mb)
+        else:
+            merged.insert(0, (d, a, b))
+    return [m[0] for m in merged], [m[1] for m in merged], [m[2] for m in merged]
+
+
+def lower_binary(node: Node, g: Graph) -> KernelCall:
+    out = g.shape(node.outputs[0])
+    a, b = node.inputs[0], node.inputs[1]
+    shape, sa, sb = _collapse(out, broadcast_strides(g.shape(a), out), broadcast_strides(g.shape(b), out))
+    if len(shape) > MAX_DIMS:
+        raise Unsupported(f"broadcast over more than {MAX_DIMS} dimensions")
+    p = dict(op=BINARY[node.op], ndim=len(shape), shape=shape, a_stride=sa, b_stride=sb)
+    # In place is safe only when input 0 is read exactly like the output is written.
+    same = g.shape(a) == out
+    return KernelCall("lego_binary_f32", "lego_binary_params_t", p, [a, b], node.outputs, inplace=same)
+
+
+def lower_pool(node: Node, g: Graph) -> KernelCall:
+    c, h, w = _spatial(g, node.inputs[0])
+    _, oh, ow = _spatial(g, node.outputs[0])
+    kernel = [int(k) for k in node.attrs["kernel_shape"]]
+    p = dict(channels=c, in_h=h, in_w=w, out_h=oh, out_w=ow) | _window(node, g, kernel)
+    p["is_max"] = int(node.op == "MaxPool")
+    p["count_include_pad"] = int(node.attrs.get("count_include_pad", 0))
+    if node.op == "MaxPool" and len(node.outputs) > 1 and node.outputs[1]:
+        raise Unsupported("MaxPool's Indices output is not supported")
+    if node.attrs.get("storage_order", 0):
+        raise Unsupported("MaxPool storage_order=1 is not supported")
+    macs = c * oh * ow * kernel[0] * (kernel[1] if len(kernel) > 1 else 1)
+    return KernelCall("lego_pool2d_f32", "lego_pool2d_params_t", p, [node.inputs[0]], node.outputs[:1], macs=macs)
+
+
+def _reduce(g: Graph, src: str, axes: list[int], is_max: bool, dst: str) -> KernelCall:
+    shape = g.shape(src)
+    axes = sorted(a % len(shape) for a in axes)
+    if axes != list(range(axes[0], axes[-1] + 1)):
+        raise Unsupported(f"reduction axes {axes} are not contiguous")
+    outer = int(np.prod(shape[: axes[0]]))
+    red = int(np.prod(shape[axes[0] : axes[-1] + 1]))
+    inner = int(np.prod(shape[axes[-1] + 1 :]))
+    p = dict(outer=outer, reduce=red, inner=inner, is_max=int(is_max))
+    return KernelCall("lego_reduce_f32", "lego_reduce_params_t", p, [src], [dst], macs=outer * red * inner)
+
+
+def lower_global_pool(node: Node, g: Graph) -> KernelCall:
+    rank = len(g.shape(node.inputs[0]))
+    return _reduce(g, node.inputs[0], list(range(2, rank)), node.op == "GlobalMaxPool", node.outputs[0])
+
+
+def lower_reduce(node: Node, g: Graph) -> KernelCall:
+    rank = len(g.shape(node.inputs[0]))
+    axes = node.attrs.get("axes")
+    if axes is None and len(node.inputs) > 1 and node.inputs[1]:
+        v = g.const(node.inputs[1])
+        if v is None:
+            raise Unsupported("reduction axes must be constant")
+        axes = v.tolist()
+    if not axes:
+        if node.attrs.get("noop_with_empty_axes", 0):
+            raise Unsupported("noop_with_empty_axes=1 is not supported")
+        axes = list(range(rank))
+    return _reduce(g, node.inputs[0], list(axes), node.op == "ReduceMax", node.outputs[0])
+
+
+def lower_view(node: Node, g: Graph) -> KernelCall:
+    """Reshape, Flatten, Squeeze, Unsqueeze: same bytes, new shape."""
+    if g.tensors[node.inputs[0]].size != g.tensors[node.outputs[0]].size:
+        raise Unsupported("input and output sizes differ")
+    return KernelCall("", "", {}, [node.inputs[0]], node.outputs, view=True)
+
+
+def lower_concat(node: Node, g: Graph) -> KernelCall:
+    out = g.shape(node.outputs[0])
+    axis = int(node.attrs["axis"]) % len(out)
+    outer = int(np.prod(out[:axis]))
+    inner = int(np.prod(out[axis + 1 :]))
+    sizes = [g.shape(i)[axis] * inner for i in node.inputs]
+    p = dict(outer=outer, out_inner=out[axis] * inner, n_inputs=len(sizes))
+    p["in_inner"] = sizes
+    if len(sizes) > 8:
+        raise Unsupported("more than 8 inputs")
+    return KernelCall("lego_concat_f32", "lego_concat_params_t", p, list(node.inputs), node.outputs)
+
+
+def lower_pad(node: Node, g: Graph) -> KernelCall:
+    mode = node.attrs.get("mode", "constant")
+    mode = mode.decode() if isinstance(mode, bytes) else mode
+    if mode != "constant":
+        raise Unsupported(f"Pad mode '{mode}' (only 'constant')")
+    shape = g.shape(node.inputs[0])
+    pads = node.attrs.get("pads")
+    value = float(node.attrs.get("value", 0.0))
+    if pads is None:
+        pv = g.const(node.inputs[1])
+        if pv is None:
+            raise Unsupported("pads must be constant")
+        pads = pv.tolist()
+        if len(node.inputs) > 2 and node.inputs[2]:
+            cv = g.const(node.inputs[2])
+            if cv is None:
+                raise Unsupported("the pad value must be constant")
+            value = float(cv.reshape(-1)[0]) if cv.size else 0.0
+        if len(node.inputs) > 3 and node.inputs[3]:
+            ax = g.const(node.inputs[3])
+            if ax is None:
+                raise Unsupported("pad axes must be constant")
+            full = [0] * (2 * len(shape))
+            for j, a in enumerate(ax.tolist()):
+                a %= len(shape)
+                full[a], full[a + len(shape)] = pads[j], pads[j + len(ax)]
+            pads = full
+    pads = [int(x) for x in pads]
+    if min(pads) < 0:
+        raise Unsupported("negative pads (cropping)")
+    if len(shape) > MAX_DIMS:
+        raise Unsupported(f"more than {MAX_DIMS} dimensions")
+    p = dict(ndim=len(shape), in_shape=list(shape), out_shape=list(g.shape(node.outputs[0])),
+             pad_begin=pads[: len(shape)], value=value)  # fmt: skip
+    return KernelCall("lego_pad_f32", "lego_pad_params_t", p, [node.inputs[0]], node.outputs)
+
+
+def lower_softmax(node: Node, g: Graph) -> KernelCall:
+    shape = g.shape(node.inputs[0])
+    default = -1 if g.opset >= 13 else 1
+    axis = int(node.attrs.get("axis", default)) % len(shape)
+    if g.opset >= 13:
+        outer, n, inner = int(np.prod(shape[:axis])), shape[axis], int(np.prod(shape[axis + 1 :]))
+    else:  # opset < 13 flattens to 2-D at `axis`
+        outer, n, inner = int(np.prod(shape[:axis])), int(np.prod(shape[axis:])), 1
+    p = dict(outer=outer, axis_len=n, inner=inner)
+    return KernelCall("lego_softmax_f32", "lego_softmax_params_t", p, [node.inputs[0]], node.outputs, inplace=True)
+
+
+LOWERINGS: dict[str, Callable[[Node, Graph], KernelCall]] = {
+    "Conv": lower_conv,
+    "Gemm": lower_gemm,
+    "MatMul": lower_matmul,
+    **{op: lower_unary for op in UNARY},
+    **{op: lower_binary for op in BINARY},
+    "MaxPool": lower_pool,
+    "AveragePool": lower_pool,
+    "GlobalAveragePool": lower_global_pool,
+    "GlobalMaxPool": lower_global_pool,
+    "ReduceMean": lower_reduce,
+    "ReduceMax": lower_reduce,
+    "Reshape": lower_view,
+    "Flatten": lower_view,
+    "Squeeze": lower_view,
+    "Unsqueeze": lower_view,
+    "Concat": lower_concat,
+    "Pad": lower_pad,
+    "Softmax": lower_softmax,
+}
+
+
+def lower(node: Node, g: Graph) -> KernelCall:
+    fn = LOWERINGS.get(node.op)
+    if fn is None:
+        raise Unsupported("op not supported")
+    return fn(node, g)
+
+
+def unsupported_nodes(g: Graph) -> dict[str, list[str]]:
+    """Every node that cannot be lowered, grouped by op: 'op' -> ['node: reason', ...]."""
+    problems: dict[str, list[str]] = {}
+    for node in g.nodes:
+        try:
+            lower(node, g)
+        except Unsupported as e:
+            reason = "" if node.op not in LOWERINGS else f" ({e})"
+            problems.setdefault(node.op, []).append(f"{node.name}{reason}")
+    return problems

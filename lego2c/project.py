@@ -1,0 +1,68 @@
+"""Writing output folders without losing anything the user owns.
+
+Everything is first written (and built) in a temporary sibling folder, then swapped into
+place, so an interrupted build leaves either the old output or the new one. A folder that
+holds files lego2c did not create is only replaced with --force. A manifest records what
+lego2c wrote.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from .errors import UsageError
+
+MANIFEST = ".lego2c-manifest"
+
+
+def _owned(out: Path) -> bool:
+    """True if `out` is absent, empty, or was written by lego2c and holds nothing else."""
+    if not out.exists():
+        return True
+    if not out.is_dir():
+        return False
+    entries = {p.name for p in out.iterdir()}
+    if not entries:
+        return True
+    manifest = out / MANIFEST
+    if not manifest.is_file():
+        return False
+    listed = set(manifest.read_text().split())
+    return entries <= listed | {MANIFEST}
+
+
+@contextmanager
+def staged_output(out: Path, force: bool) -> Iterator[Path]:
+    """Yield a temporary folder; on success it replaces `out` atomically enough."""
+    out = out.resolve()
+    if not force and not _owned(out):
+        what = "a file" if out.exists() and not out.is_dir() else "files lego2c did not create"
+        raise UsageError(f"'{out}' holds {what}; refusing to overwrite it", hint="choose another -o, or pass --force")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    try:
+        yield tmp
+        (tmp / MANIFEST).write_text("\n".join(sorted(p.name for p in tmp.iterdir())) + "\n")
+        old = None
+        if out.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
+            os.replace(out, old / "x")
+        os.replace(tmp, out)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def write_file(path: Path, text: str | bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if isinstance(text, bytes):
+        path.write_bytes(text)
+    else:
+        path.write_text(text)

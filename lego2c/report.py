@@ -1,0 +1,84 @@
+"""Tables for people: per-layer footprint, both compression ratios, memory use."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from rich.console import Console
+from rich.table import Table
+
+from .codegen import GeneratedModel
+from .compress import CompressedModel
+
+
+@dataclass
+class Sizes:
+    """Model data only (no code): what the paper counts, and everything we store."""
+
+    params: int  # float32 parameters the kernels read: weights, biases, other constants
+    model_bytes: int  # every byte of model data in flash: indices, codebooks, dense tables
+    index_bits: int  # packed index bits of clustered layers
+    clustered_elems: int  # tile elements those indices stand for (padding included, as the paper's formula)
+
+    @property
+    def honest_ratio(self) -> float:
+        return 32 * self.params / (8 * self.model_bytes) if self.model_bytes else 1.0
+
+    @property
+    def paper_ratio(self) -> float | None:
+        return 32 * self.clustered_elems / self.index_bits if self.index_bits else None
+
+    def as_dict(self) -> dict[str, float | int | None]:
+        return dict(params=self.params, model_bytes=self.model_bytes, honest_ratio=round(self.honest_ratio, 3),
+                    paper_ratio=None if self.paper_ratio is None else round(self.paper_ratio, 3))  # fmt: skip
+
+
+def sizes(cm: CompressedModel, code: GeneratedModel) -> Sizes:
+    tiled = [lw for lw in cm.layers.values() if lw.storage == "tiled"]
+    return Sizes(
+        params=code.params,
+        model_bytes=code.tables_bytes,
+        index_bits=sum(lw.n_tiles * lw.bits for lw in tiled),
+        clustered_elems=sum(lw.n_tiles * lw.tile[0] * lw.tile[1] for lw in tiled),
+    )
+
+
+def layer_table(cm: CompressedModel, code: GeneratedModel, title: str) -> Table:
+    t = Table(title=title, title_justify="left")
+    for col in ("#", "layer", "op", "output", "params", "MACs", "storage", "tiles", "bytes", "rel.err"):
+        t.add_column(col, justify="right" if col not in ("layer", "op", "storage", "output") else "left")
+    by_node = {lw.node: lw for lw in cm.layers.values()}
+    for lc in code.layers:
+        lw = by_node.get(lc.name)
+        storage = tiles = err = ""
+        params = ""
+        if lw is not None:
+            params = f"{lw.params}"
+            if lw.storage == "tiled":
+                storage = f"{lw.tile[0]}x{lw.tile[1]} {lw.bits}b"
+                tiles = f"{lw.n_tiles}"
+                err = f"{lw.rel_error:.3f}"
+            else:
+                storage = "dense f32"
+        t.add_row(str(lc.index), lc.name, lc.op, "x".join(map(str, lc.out_shape)), params,
+                  f"{lc.macs:,}" if lc.macs else "", storage, tiles,
+                  f"{lc.flash_bytes:,}" if lc.flash_bytes else "", err)  # fmt: skip
+    for cb in cm.codebooks.values():
+        t.add_row("", f"codebook '{cb.name}'", "", "", "", "", f"K={cb.k}", "", f"{cb.nbytes:,}", "")
+    return t
+
+
+def summary_lines(s: Sizes, code: GeneratedModel) -> list[str]:
+    paper = f"{s.paper_ratio:.1f}x" if s.paper_ratio else "n/a (nothing clustered)"
+    return [
+        f"parameters: {s.params:,} ({s.params * 4:,} bytes as float32)   MACs: {sum(l.macs for l in code.layers):,}",
+        f"model data in flash: {s.model_bytes:,} bytes   compression: {s.honest_ratio:.1f}x honest "
+        f"(every stored byte), {paper} paper (index bits only)",
+        f"activation arena (peak RAM for tensors): {code.arena_bytes:,} bytes",
+    ]
+
+
+def print_report(console: Console, cm: CompressedModel, code: GeneratedModel, title: str) -> None:
+    console.print(layer_table(cm, code, title))
+    for line in summary_lines(sizes(cm, code), code):
+        console.print(line)

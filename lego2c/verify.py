@@ -1,0 +1,71 @@
+"""onnxruntime as the reference: test inputs, reference outputs, and the comparison."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+
+from .errors import EmulatorError, UsageError
+
+TOLERANCE = 1e-4  # max abs error allowed, relative to max |reference output|
+
+
+def test_input(shape: tuple[int, ...], path: Path | None = None, seed: int = 0) -> np.ndarray:
+    """The user's .npy input, or a deterministic one in [-1, 1)."""
+    if path is None:
+        return np.random.default_rng(seed).uniform(-1.0, 1.0, size=shape).astype(np.float32)
+    try:
+        x = np.load(path)
+    except (OSError, ValueError) as e:
+        raise UsageError(f"cannot read --input '{path}': {e}") from None
+    if x.size != int(np.prod(shape)):
+        raise UsageError(f"--input '{path}' has {x.size} values; the model's input {list(shape)} needs {int(np.prod(shape))}")
+    return x.astype(np.float32).reshape(shape)
+
+
+def run_onnx(model: onnx.ModelProto | Path, x: np.ndarray) -> np.ndarray:
+    """One inference in onnxruntime, on the CPU, without graph optimisations."""
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    so.log_severity_level = 3
+    data = str(model) if isinstance(model, Path) else model.SerializeToString()
+    sess = ort.InferenceSession(data, so, providers=["CPUExecutionProvider"])
+    name = sess.get_inputs()[0].name
+    return np.asarray(sess.run(None, {name: x})[0], dtype=np.float32)
+
+
+@dataclass
+class ProgramOutput:
+    values: np.ndarray
+    bench_runs: int
+    bench_ms: int
+    rc: int
+
+
+def parse_program_output(text: str) -> ProgramOutput:
+    """Parse the LEGO_OUTPUT / LEGO_BENCH / LEGO_RESULT lines that main.c prints."""
+    m = re.search(r"LEGO_OUTPUT (\d+)\n((?:[0-9a-f]{8}\n)*)", text)
+    rc = re.search(r"LEGO_RESULT rc=(-?\d+)", text)
+    if rc is None:
+        raise EmulatorError("the program printed no result line", hint=f"its output began: {text[:300]!r}")
+    values = np.zeros(0, dtype=np.float32)
+    if m:
+        words = m.group(2).split()
+        if len(words) != int(m.group(1)):
+            raise EmulatorError(f"expected {m.group(1)} output values, got {len(words)}")
+        values = np.array([int(w, 16) for w in words], dtype=np.uint32).view(np.float32)
+    bench = re.search(r"LEGO_BENCH runs=(\d+) ms=(\d+)", text)
+    runs, ms = (int(bench.group(1)), int(bench.group(2))) if bench else (0, 0)
+    return ProgramOutput(values, runs, ms, int(rc.group(1)))
+
+
+def max_error(got: np.ndarray, ref: np.ndarray) -> tuple[float, float]:
+    """(max abs error, allowed): allowed = TOLERANCE x max |ref|."""
+    got, ref = got.reshape(-1), ref.reshape(-1)
+    err = float(np.max(np.abs(got - ref))) if ref.size else 0.0
+    return err, TOLERANCE * max(float(np.max(np.abs(ref))), 1e-30)
