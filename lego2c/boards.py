@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from lego2c.errors import UsageError
+from lego2c.resources import data_dir
 
 
 @dataclass(frozen=True)
@@ -85,9 +86,7 @@ class Board:
 
 def boards_dir() -> Path:
     """Board files: inside the installed package, else the source checkout's top-level boards/."""
-    package_dir = Path(__file__).resolve().parent  # the lego2c package
-    installed = package_dir / "boards"
-    return installed if installed.is_dir() else package_dir.parent / "boards"
+    return data_dir("boards")
 
 
 def _region(memory: dict[str, Any] | None, key: str) -> MemoryRegion | None:

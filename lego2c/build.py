@@ -8,16 +8,21 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import json
+import shutil
+
 import numpy as np
 import onnx
 
+from .boards import Board, boards_dir, load_board
 from .codegen import GeneratedModel, c_floats, generate, templates
 from .compress import CompressedModel, CompressOptions, compress, reconstructed_weights
 from .frontend import load_model
 from .ir import Graph
 from .project import staged_output, write_file
 from .resources import runtime_sources
-from .toolchain import make, run_host
+from .errors import EmulatorError, LegoError, UsageError
+from .toolchain import MemoryUse, elf_memory, make, run_host
 from .verify import ProgramOutput, max_error, parse_program_output, run_onnx, test_input
 
 
@@ -86,3 +91,130 @@ def build_host(c: Compiled, out: Path, force: bool = False, input_npy: Path | No
         result = parse_program_output(run_host(tmp / "model"))
     err, allowed = max_error(result.values, ref)
     return HostRun(out.resolve(), result, ref, err, allowed)
+
+
+BUILD_INFO = "lego2c.json"
+
+
+@dataclass
+class TargetBuild:
+    out_dir: Path
+    board: Board
+    twin: Board | None
+    memory: MemoryUse
+    builder: str
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def emulator_elf(self) -> Path | None:
+        if self.board.qemu_machine:
+            return self.out_dir / "firmware.elf"
+        return self.out_dir / "emulator" / "firmware.elf" if self.twin else None
+
+
+def _board_context(b: Board, out: str) -> dict[str, object]:
+    assert b.linker_script is not None
+    return dict(
+        name=b.name, title=b.title, var=b.name.upper().replace("-", "_"), out=out,
+        cflags=list(b.cflags), ldflags=list(b.ldflags), defines=b.define_flags(),
+        sources=[f"board/{b.name}/{s}" for s in b.sources],
+        linker_script=b.linker_script, linker_dir=str(Path(b.linker_script).parent),
+    )  # fmt: skip
+
+
+def _copy_board_files(b: Board, dest: Path) -> None:
+    """The board's startup, console, header and linker scripts, so the project stands alone."""
+    root = boards_dir()
+    assert b.linker_script is not None
+    files = [*b.sources, "common/lego_board.h", b.linker_script]
+    files += [str(p.relative_to(root)) for p in (root / b.linker_script).parent.glob("*.ld")]
+    for rel in sorted(set(files)):
+        target = dest / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(root / rel, target)
+
+
+def build_target(c: Compiled, board: Board, out: Path, force: bool = False, input_npy: Path | None = None,
+                 bench_runs: int = 1, builder: str = "make") -> TargetBuild:  # fmt: skip
+    """Write a firmware project for `board` (and its emulator twin), build it, and measure it."""
+    from .platformio import pio_build, write_platformio_ini
+
+    assert board.flash is not None and board.ram is not None
+    twin = load_board(board.emulator_twin) if board.emulator_twin else None
+    x = test_input(c.graph.shape(c.graph.inputs[0]), input_npy)
+    ref = reference_output(c, x)
+    notes: list[str] = []
+    with staged_output(out, force) as tmp:
+        write_sources(c, tmp / "src", x, str(input_npy) if input_npy else "deterministic, seed 0", bench_runs)
+        boards = [board] + ([twin] if twin else [])
+        for b in boards:
+            _copy_board_files(b, tmp / "board" / b.name)
+        ctx = [_board_context(board, "")] + ([_board_context(twin, "emulator/")] if twin else [])
+        write_file(tmp / "Makefile", templates().get_template("Makefile.target.j2").render(boards=ctx))
+        onnx.save(c.lego_onnx(), str(tmp / "model.lego.onnx"))
+        np.save(tmp / "input.npy", x)
+        np.save(tmp / "reference.npy", ref)
+        try:
+            write_platformio_ini(tmp, board)
+        except LegoError as e:
+            notes.append(f"no platformio.ini: {e.message}")
+        if builder == "platformio":
+            elf = pio_build(tmp)
+            for suffix in (".elf", ".bin", ".hex"):
+                shutil.copyfile(elf.with_suffix(suffix), tmp / f"firmware{suffix}")
+            shutil.rmtree(tmp / ".pio", ignore_errors=True)
+        else:
+            make(tmp, "all")
+        if twin:
+            make(tmp, "emulator")
+        memory = elf_memory(tmp / "firmware.elf", (board.flash.origin, board.flash.size), (board.ram.origin, board.ram.size))
+        info = dict(board=board.name, twin=twin.name if twin else None, builder=builder, bench_runs=bench_runs,
+                    model=str(c.path.resolve()))  # fmt: skip
+        write_file(tmp / BUILD_INFO, json.dumps(info, indent=2, sort_keys=True) + "\n")
+    return TargetBuild(out.resolve(), board, twin, memory, builder, notes)
+
+
+@dataclass
+class EmulatedRun:
+    board: str
+    output: ProgramOutput
+    reference: np.ndarray
+    max_error: float
+    allowed: float
+    instructions_per_inference: float
+    total_instructions: int
+
+    @property
+    def ok(self) -> bool:
+        return self.max_error <= self.allowed
+
+
+def read_build_info(out: Path) -> dict[str, object]:
+    path = out / BUILD_INFO
+    if not path.is_file():
+        raise UsageError(f"'{out}' is not a lego2c firmware build (no {BUILD_INFO})",
+                         hint="build one first: lego2c build model.onnx --board stm32f746g -o DIR")  # fmt: skip
+    return json.loads(path.read_text())
+
+
+def run_emulated(out: Path, timeout: float = 120) -> EmulatedRun:
+    """Run a build's emulator firmware in QEMU; compare with onnxruntime; count instructions."""
+    from .emulator import run_qemu, symbol_address
+
+    info = read_build_info(out)
+    board = load_board(str(info["board"]))
+    emu = board if board.qemu_machine else (load_board(str(info["twin"])) if info.get("twin") else None)
+    if emu is None or emu.qemu_machine is None:
+        raise UsageError(f"board '{board.name}' has no QEMU twin to run on")
+    elf = out / "firmware.elf" if emu is board else out / "emulator" / "firmware.elf"
+    window = (symbol_address(elf, "lego_bench_begin"), symbol_address(elf, "lego_bench_end"))
+    res = run_qemu(elf, machine=emu.qemu_machine, timeout=timeout, count_window=window)
+    if res.fault:
+        raise EmulatorError(f"the firmware crashed in the emulator: {res.fault}")
+    prog = parse_program_output(res.stdout)
+    if prog.rc != 0:
+        raise EmulatorError(f"lego_model_run returned {prog.rc} in the emulator")
+    ref = np.load(out / "reference.npy")
+    err, allowed = max_error(prog.values, ref)
+    per = res.window_instructions / max(prog.bench_runs, 1)
+    return EmulatedRun(emu.name, prog, ref, err, allowed, per, res.total_instructions)

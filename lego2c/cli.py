@@ -10,10 +10,14 @@ from pathlib import Path
 from rich.console import Console
 
 from . import __version__
-from .build import Compiled, build_host, compile_model
+import numpy as np
+from rich.table import Table
+
+from .boards import Board, list_boards, load_board
+from .build import Compiled, build_host, build_target, compile_model, read_build_info, run_emulated
 from .compress import CompressOptions
-from .errors import LegoError, UsageError
-from .report import print_report, sizes
+from .errors import EmulatorError, LegoError, UsageError
+from .report import layer_flash_table, memory_table, print_report, sizes
 
 EXIT_INTERNAL = 70
 EXIT_INTERRUPTED = 130
@@ -83,6 +87,15 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--force", action="store_true", help="replace an output folder holding other files")
     s.add_argument("--input", type=Path, metavar="FILE.npy", help="test input baked into the program")
     s.add_argument("--bench", type=int, default=1, metavar="N", help="inferences in the bench loop (default 1)")
+    s.add_argument("--builder", choices=["make", "platformio"], default="make",
+                   help="build firmware with the generated Makefile (default) or `pio run`")  # fmt: skip
+
+    s = sub.add_parser("run", help="run a firmware build in an emulator and check it against onnxruntime")
+    s.add_argument("build_dir", type=Path, help="folder written by `lego2c build --board ...`")
+    s.add_argument("--emulator", choices=["qemu", "renode"], default="qemu")
+    s.add_argument("--timeout", type=float, default=120, help="seconds before the run is abandoned (default 120)")
+
+    sub.add_parser("boards", help="the known boards and their memories")
     return p
 
 
@@ -127,9 +140,10 @@ def cmd_compress(a: argparse.Namespace) -> int:
 def cmd_build(a: argparse.Namespace) -> int:
     if a.bench < 1:
         raise UsageError(f"--bench {a.bench}: the bench loop needs at least 1 inference")
-    if a.board != "host":
-        raise UsageError(f"unknown board '{a.board}'", hint="known boards: host")
+    board = load_board(a.board)
     c = _compile(a)
+    if not board.is_host:
+        return _build_target(a, c, board)
     run = build_host(c, a.output, a.force, a.input, a.bench)
     print_report(console, c.compressed, c.code, f"{a.model.name} for host")
     console.print(f"wrote {run.out_dir} (host program: {run.out_dir / 'model'})")
@@ -137,13 +151,61 @@ def cmd_build(a: argparse.Namespace) -> int:
     console.print(f"host run vs onnxruntime: max abs error {run.max_error:.3g} (allowed {run.allowed:.3g}) {status}")
     _write_json(a, c, {"max_error": run.max_error})
     if not run.ok:
-        from .errors import EmulatorError
-
         raise EmulatorError(f"the compiled model disagrees with onnxruntime: max abs error {run.max_error:.3g}")
     return 0
 
 
-COMMANDS = {"inspect": cmd_inspect, "compress": cmd_compress, "build": cmd_build}
+def _build_target(a: argparse.Namespace, c: Compiled, board: Board) -> int:
+    tb = build_target(c, board, a.output, a.force, a.input, a.bench, a.builder)
+    print_report(console, c.compressed, c.code, f"{a.model.name} for {board.title}")
+    console.print(memory_table(board, tb.memory, c.code))
+    console.print(layer_flash_table(tb.memory, c.code))
+    console.print(f"wrote {tb.out_dir}: firmware.elf/.bin/.hex, Makefile, platformio.ini (built with {tb.builder})")
+    if tb.twin:
+        console.print(f"emulator twin {tb.twin.name}: {tb.emulator_elf}; run it with `lego2c run {a.output}`")
+    for note in tb.notes:
+        console.print(f"note: {note}")
+    _write_json(a, c, {"flash_bytes": tb.memory.flash, "ram_bytes": tb.memory.ram})
+    return 0
+
+
+def cmd_run(a: argparse.Namespace) -> int:
+    if a.emulator == "renode":
+        from .renode import run_renode
+
+        info = read_build_info(a.build_dir)
+        console.print(run_renode(a.build_dir, load_board(str(info["board"])), a.timeout))
+        return 0
+    r = run_emulated(a.build_dir, a.timeout)
+    values = r.output.values
+    top = np.argsort(-values)[:3]
+    console.print(f"{r.board} (QEMU): outputs {values.size}, top classes "
+                  + ", ".join(f"{int(i)} ({values[i]:.4g})" for i in top))  # fmt: skip
+    console.print(f"instructions per inference: {r.instructions_per_inference:,.0f} "
+                  f"(exact, QEMU TCG plugin; {r.output.bench_runs} run(s) in the window)")  # fmt: skip
+    status = "[green]match[/]" if r.ok else "[red]MISMATCH[/]"
+    console.print(f"emulator vs onnxruntime: max abs error {r.max_error:.3g} (allowed {r.allowed:.3g}) {status}")
+    if not r.ok:
+        raise EmulatorError(f"the firmware disagrees with onnxruntime: max abs error {r.max_error:.3g}")
+    return 0
+
+
+def cmd_boards(a: argparse.Namespace) -> int:
+    t = Table(title="boards")
+    for col in ("name", "board", "core", "flash", "RAM", "clock", "emulator"):
+        t.add_column(col)
+    for b in list_boards():
+        flash = f"{b.flash.size // 1024} KB" if b.flash else "-"
+        ram = f"{b.ram.size // 1024} KB" if b.ram else "-"
+        clock = f"{b.clock_hz / 1e6:g} MHz" if b.clock_hz else "-"
+        emu = b.emulator_twin or ("QEMU " + b.qemu_machine if b.qemu_machine else "")
+        t.add_row(b.name, b.title, b.core, flash, ram, clock, emu)
+    console.print(t)
+    return 0
+
+
+COMMANDS = {"inspect": cmd_inspect, "compress": cmd_compress, "build": cmd_build, "run": cmd_run,
+            "boards": cmd_boards}  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -144,8 +144,6 @@ def _pin_input_shape(model: onnx.ModelProto, input_shape: list[int] | None) -> N
             f"input '{inputs[0].name}' has dynamic dimensions: {', '.join(missing)}",
             hint="give the full static shape with --input-shape, e.g. --input-shape 1,3,32,32",
         )
-    if dims and dims[0].dim_value != 1:
-        raise UnsupportedModelError(f"batch size {dims[0].dim_value} is not supported; export with batch 1")
     # Let shape inference recompute everything downstream from the pinned input.
     del model.graph.value_info[:]
     for out in model.graph.output:

@@ -7,8 +7,10 @@ from dataclasses import dataclass
 from rich.console import Console
 from rich.table import Table
 
+from .boards import Board
 from .codegen import GeneratedModel
 from .compress import CompressedModel
+from .toolchain import MemoryUse
 
 
 @dataclass
@@ -82,3 +84,35 @@ def print_report(console: Console, cm: CompressedModel, code: GeneratedModel, ti
     console.print(layer_table(cm, code, title))
     for line in summary_lines(sizes(cm, code), code):
         console.print(line)
+
+
+def memory_table(board: Board, mem: MemoryUse, code: GeneratedModel) -> Table:
+    """Flash and RAM used against the board's capacity, from the ELF, with the model's share."""
+    assert board.flash is not None and board.ram is not None
+    t = Table(title=f"{board.title}: memory from firmware.elf", title_justify="left")
+    for col in ("region", "used", "capacity", "use", "of which model"):
+        t.add_column(col, justify="left" if col == "region" else "right")
+    model_flash = sum(size for name, size in mem.symbols.items() if _is_model_symbol(name, code))
+    arena = mem.symbols.get("lego_arena", 0)
+    for name, used, cap, share in (("flash", mem.flash, board.flash.size, model_flash), ("RAM", mem.ram, board.ram.size, arena)):
+        t.add_row(name, f"{used:,}", f"{cap:,}", f"{100 * used / cap:.1f}%", f"{share:,}")
+    return t
+
+
+def layer_flash_table(mem: MemoryUse, code: GeneratedModel) -> Table:
+    """Each layer's const tables and parameter structs as linked (symbol sizes in the ELF)."""
+    t = Table(title="model flash per layer (from the ELF's symbols)", title_justify="left")
+    for col in ("#", "layer", "op", "flash bytes"):
+        t.add_column(col, justify="right" if col in ("#", "flash bytes") else "left")
+    for lc in code.layers:
+        size = sum(s for name, s in mem.symbols.items() if name.startswith(lc.cname + "_"))
+        if size:
+            t.add_row(str(lc.index), lc.name, lc.op, f"{size:,}")
+    shared = sum(s for name, s in mem.symbols.items() if name.startswith("lego_codebook_"))
+    if shared:
+        t.add_row("", "codebooks (shared)", "", f"{shared:,}")
+    return t
+
+
+def _is_model_symbol(name: str, code: GeneratedModel) -> bool:
+    return name.startswith("lego_codebook_") or any(name.startswith(lc.cname + "_") for lc in code.layers)

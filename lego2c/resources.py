@@ -1,6 +1,6 @@
 """Where the C runtime, templates and board files are.
 
-An installed wheel carries them inside the package (`lego2c/runtime`, ...); a source
+An installed wheel carries them inside the package (`lego2c/_data/runtime`, ...); a source
 checkout keeps them at the top level beside `lego2c/`.
 """
 
@@ -13,7 +13,7 @@ _PACKAGE = Path(__file__).resolve().parent
 
 def data_dir(name: str) -> Path:
     """`name` is one of "runtime", "templates", "boards"."""
-    for candidate in (_PACKAGE / name, _PACKAGE.parent / name):
+    for candidate in (_PACKAGE / "_data" / name, _PACKAGE.parent / name):
         if candidate.is_dir():
             return candidate
     raise FileNotFoundError(f"lego2c is missing its '{name}' directory; reinstall the package")

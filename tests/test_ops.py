@@ -1,0 +1,226 @@
+"""One single-node model per op kernel, compiled with the host gcc, against onnxruntime."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from lego2c.build import build_host, compile_model
+from lego2c.compress import CompressOptions
+
+RNG = np.random.default_rng(1234)
+
+
+def single_node_model(op: str, in_shape: list[int], consts: dict[str, np.ndarray] | None = None,
+                      extra_inputs: list[str] | None = None, opset: int = 17, **attrs: object) -> onnx.ModelProto:  # fmt: skip
+    """x -> op(x, *consts) -> y, with y's shape left to shape inference."""
+    consts = consts or {}
+    inputs = ["x"] + (extra_inputs if extra_inputs is not None else list(consts))
+    node = helper.make_node(op, inputs, ["y"], name=f"the_{op.lower()}", **attrs)
+    graph = helper.make_graph(
+        [node], "t",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, in_shape)],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        initializer=[numpy_helper.from_array(v, k) for k, v in consts.items()],
+    )  # fmt: skip
+    return finish(graph, opset)
+
+
+def finish(graph: onnx.GraphProto, opset: int = 17) -> onnx.ModelProto:
+    """A model whose output shape comes from onnx's shape inference, as exporters write it."""
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    model.ir_version = 8
+    return onnx.shape_inference.infer_shapes(model, strict_mode=True)
+
+
+def check(model: onnx.ModelProto, tmp_path: Path, compress: bool = False) -> None:
+    path = tmp_path / "m.onnx"
+    onnx.save(model, str(path))
+    opts = CompressOptions(k=8, tile=(2, 3)) if compress else CompressOptions(enabled=False)
+    c = compile_model(path, opts, progress=False)
+    run = build_host(c, tmp_path / "out")
+    assert run.output.rc == 0
+    assert run.output.values.size == run.reference.size
+    assert run.max_error <= run.allowed, f"max error {run.max_error} > {run.allowed}"
+
+
+def w(*shape: int) -> np.ndarray:
+    return RNG.standard_normal(shape).astype(np.float32)
+
+
+CONV_CASES = {
+    "plain": dict(in_shape=[1, 3, 9, 9], w=(8, 3, 3, 3), attrs=dict()),
+    "pads_strides": dict(in_shape=[1, 3, 10, 11], w=(5, 3, 3, 3), attrs=dict(pads=[1, 2, 0, 1], strides=[2, 3])),
+    "dilations": dict(in_shape=[1, 2, 12, 12], w=(4, 2, 3, 3), attrs=dict(dilations=[2, 3], pads=[2, 2, 2, 2])),
+    "groups": dict(in_shape=[1, 6, 8, 8], w=(9, 2, 3, 3), attrs=dict(group=3, pads=[1, 1, 1, 1])),
+    "depthwise": dict(in_shape=[1, 8, 10, 10], w=(8, 1, 3, 3), attrs=dict(group=8, strides=[2, 2], pads=[1, 1, 1, 1])),
+    "auto_pad_same_upper": dict(in_shape=[1, 3, 7, 8], w=(4, 3, 4, 3), attrs=dict(auto_pad="SAME_UPPER", strides=[2, 2])),
+    "auto_pad_same_lower": dict(in_shape=[1, 3, 7, 8], w=(4, 3, 4, 3), attrs=dict(auto_pad="SAME_LOWER")),
+    "auto_pad_valid": dict(in_shape=[1, 3, 7, 8], w=(4, 3, 2, 2), attrs=dict(auto_pad="VALID")),
+    "kernel_10x4": dict(in_shape=[1, 1, 49, 10], w=(6, 1, 10, 4), attrs=dict(strides=[2, 2], pads=[5, 1, 4, 2])),
+    "pointwise": dict(in_shape=[1, 16, 5, 5], w=(12, 16, 1, 1), attrs=dict()),
+    "conv1d": dict(in_shape=[1, 4, 20], w=(6, 4, 5), attrs=dict(pads=[2, 2], strides=[2])),
+}
+
+
+@pytest.mark.parametrize("compress", [False, True], ids=["dense", "clustered"])
+@pytest.mark.parametrize("case", sorted(CONV_CASES))
+def test_conv(case: str, compress: bool, tmp_path: Path) -> None:
+    c = CONV_CASES[case]
+    consts = {"W": w(*c["w"]), "B": w(c["w"][0])}
+    check(single_node_model("Conv", c["in_shape"], consts, **c["attrs"]), tmp_path, compress)
+
+
+@pytest.mark.parametrize("compress", [False, True], ids=["dense", "clustered"])
+@pytest.mark.parametrize(
+    "trans_a, trans_b, alpha, beta, bias_shape",
+    [(0, 0, 1.0, 1.0, (7,)), (0, 1, 0.5, 2.0, (1, 7)), (1, 1, 1.5, 1.0, (7,)), (0, 0, 1.0, 1.0, None)],
+)
+def test_gemm(trans_a: int, trans_b: int, alpha: float, beta: float, bias_shape: tuple[int, ...] | None,
+              compress: bool, tmp_path: Path) -> None:  # fmt: skip
+    k, n = 13, 7
+    consts = {"B": w(n, k) if trans_b else w(k, n)}
+    if bias_shape:
+        consts["C"] = w(*bias_shape)
+    in_shape = [k, 1] if trans_a else [1, k]
+    model = single_node_model("Gemm", in_shape, consts, transA=trans_a, transB=trans_b, alpha=alpha, beta=beta)
+    check(model, tmp_path, compress)
+
+
+@pytest.mark.parametrize("compress", [False, True], ids=["dense", "clustered"])
+@pytest.mark.parametrize("in_shape", [[1, 10], [1, 3, 10], [2, 3, 10]])
+def test_matmul_const_weight(in_shape: list[int], compress: bool, tmp_path: Path) -> None:
+    check(single_node_model("MatMul", in_shape, {"W": w(10, 6)}), tmp_path, compress)
+
+
+@pytest.mark.parametrize("op", ["Add", "Sub", "Mul", "Div"])
+@pytest.mark.parametrize("other_shape", [[1, 4, 5, 6], [4, 1, 1], [6], [1], [1, 4, 1, 6]])
+def test_binary_broadcast(op: str, other_shape: list[int], tmp_path: Path) -> None:
+    other = w(*other_shape)
+    if op == "Div":
+        other = np.where(np.abs(other) < 0.2, 0.5, other).astype(np.float32)
+    check(single_node_model(op, [1, 4, 5, 6], {"other": other}), tmp_path)
+
+
+def test_binary_two_activations(tmp_path: Path) -> None:
+    """Both operands computed at run time (x * sigmoid(x)), with broadcast of the second."""
+    nodes = [
+        helper.make_node("ReduceMean", ["x"], ["m"], axes=[2, 3], keepdims=1),
+        helper.make_node("Sigmoid", ["m"], ["s"]),
+        helper.make_node("Mul", ["x", "s"], ["y"]),
+    ]
+    graph = helper.make_graph(nodes, "t", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 4, 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])  # fmt: skip
+    check(finish(graph), tmp_path)
+
+
+UNARY_CASES: dict[str, tuple[dict[str, object], dict[str, np.ndarray]]] = {
+    "Relu": ({}, {}),
+    "Sigmoid": ({}, {}),
+    "Tanh": ({}, {}),
+    "LeakyRelu": ({"alpha": 0.2}, {}),
+    "HardSigmoid": ({"alpha": 0.3, "beta": 0.4}, {}),
+    "HardSwish": ({}, {}),
+    "Clip": ({}, {"min": np.array(-0.5, np.float32), "max": np.array(0.7, np.float32)}),
+}
+
+
+@pytest.mark.parametrize("op", sorted(UNARY_CASES))
+def test_unary(op: str, tmp_path: Path) -> None:
+    attrs, consts = UNARY_CASES[op]
+    check(single_node_model(op, [1, 3, 5, 7], consts, **attrs), tmp_path)
+
+
+def test_clip_opset6_attributes(tmp_path: Path) -> None:
+    check(single_node_model("Clip", [1, 3, 5, 7], opset=9, min=0.0, max=6.0), tmp_path)
+
+
+def test_relu6_min_only(tmp_path: Path) -> None:
+    model = single_node_model("Clip", [1, 2, 3, 3], {"min": np.array(0.1, np.float32)})
+    check(model, tmp_path)
+
+
+def test_prelu(tmp_path: Path) -> None:
+    check(single_node_model("PRelu", [1, 4, 5, 5], {"slope": w(4, 1, 1)}), tmp_path)
+
+
+POOL_CASES = {
+    "max_2x2": ("MaxPool", dict(kernel_shape=[2, 2], strides=[2, 2])),
+    "max_3x3_pad": ("MaxPool", dict(kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1])),
+    "max_ceil_dil": ("MaxPool", dict(kernel_shape=[2, 3], strides=[2, 2], dilations=[1, 2], ceil_mode=1)),
+    "avg_3x3": ("AveragePool", dict(kernel_shape=[3, 3], strides=[1, 1])),
+    "avg_pad_exclude": ("AveragePool", dict(kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1])),
+    "avg_pad_include": ("AveragePool", dict(kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1], count_include_pad=1)),
+    "avg_ceil": ("AveragePool", dict(kernel_shape=[3, 3], strides=[2, 2], ceil_mode=1)),
+}
+
+
+@pytest.mark.parametrize("case", sorted(POOL_CASES))
+def test_pool(case: str, tmp_path: Path) -> None:
+    op, attrs = POOL_CASES[case]
+    check(single_node_model(op, [1, 3, 11, 10], **attrs), tmp_path)
+
+
+@pytest.mark.parametrize("op", ["GlobalAveragePool", "GlobalMaxPool"])
+def test_global_pool(op: str, tmp_path: Path) -> None:
+    check(single_node_model(op, [1, 5, 6, 7]), tmp_path)
+
+
+@pytest.mark.parametrize("op", ["ReduceMean", "ReduceMax"])
+@pytest.mark.parametrize("keepdims", [0, 1])
+def test_reduce_spatial(op: str, keepdims: int, tmp_path: Path) -> None:
+    check(single_node_model(op, [1, 5, 6, 7], axes=[2, 3], keepdims=keepdims), tmp_path)
+
+
+def test_reduce_mean_axes_input_opset18(tmp_path: Path) -> None:
+    model = single_node_model("ReduceMean", [1, 5, 6, 7], {"axes": np.array([-2, -1], np.int64)}, opset=18)
+    check(model, tmp_path)
+
+
+@pytest.mark.parametrize("axis", [-1, 1, 0])
+def test_softmax(axis: int, tmp_path: Path) -> None:
+    check(single_node_model("Softmax", [1, 4, 6], axis=axis), tmp_path)
+
+
+def test_softmax_opset11_coerces_2d(tmp_path: Path) -> None:
+    check(single_node_model("Softmax", [1, 4, 6], opset=11, axis=1), tmp_path)
+
+
+@pytest.mark.parametrize("axis", [1, 2, -1])
+def test_concat(axis: int, tmp_path: Path) -> None:
+    shape = [1, 3, 4, 5]
+    other_shape = list(shape)
+    other_shape[axis] = 2
+    check(single_node_model("Concat", shape, {"other": w(*other_shape)}, axis=axis), tmp_path)
+
+
+def test_pad_constant(tmp_path: Path) -> None:
+    consts = {"pads": np.array([0, 1, 2, 0, 0, 2, 1, 3], np.int64), "value": np.array(0.5, np.float32)}
+    check(single_node_model("Pad", [1, 2, 4, 5], consts), tmp_path)
+
+
+def test_pad_opset2_attribute(tmp_path: Path) -> None:
+    check(single_node_model("Pad", [1, 2, 4, 5], opset=10, pads=[0, 0, 1, 1, 0, 0, 2, 0], value=-1.0), tmp_path)
+
+
+@pytest.mark.parametrize(
+    "op, consts, attrs",
+    [
+        ("Flatten", {}, {"axis": 1}),
+        ("Reshape", {"shape": np.array([1, -1, 5], np.int64)}, {}),
+        ("Unsqueeze", {"axes": np.array([0], np.int64)}, {}),
+        ("Squeeze", {"axes": np.array([0], np.int64)}, {}),
+    ],
+)
+def test_views(op: str, consts: dict[str, np.ndarray], attrs: dict[str, object], tmp_path: Path) -> None:
+    """View ops are free, so follow each with Relu to make the output a computed tensor."""
+    model = single_node_model(op, [1, 3, 4, 5], consts, **attrs)
+    graph = model.graph
+    graph.node.append(helper.make_node("Relu", ["y"], ["z"], name="after"))
+    del graph.output[:]
+    graph.output.append(helper.make_tensor_value_info("z", TensorProto.FLOAT, None))
+    check(finish(graph), tmp_path)
