@@ -22,7 +22,7 @@ from .ir import Graph
 from .project import staged_output, write_file
 from .resources import runtime_sources
 from .errors import EmulatorError, LegoError, UsageError
-from .toolchain import MemoryUse, elf_memory, make, run_host
+from .toolchain import MemoryUse, elf_memory, make, require, run_host
 from .verify import ProgramOutput, max_error, parse_program_output, run_onnx, test_input
 
 
@@ -81,6 +81,7 @@ def write_sources(c: Compiled, src: Path, x: np.ndarray, source: str, bench_runs
 def build_host(c: Compiled, out: Path, force: bool = False, input_npy: Path | None = None,
                bench_runs: int = 1) -> HostRun:  # fmt: skip
     """Generate a host project, compile it with gcc, run it and compare with onnxruntime."""
+    require("gcc")
     x = test_input(c.graph.shape(c.graph.inputs[0]), input_npy)
     ref = reference_output(c, x)
     with staged_output(out, force) as tmp:
@@ -140,6 +141,7 @@ def build_target(c: Compiled, board: Board, out: Path, force: bool = False, inpu
     from .platformio import pio_build, write_platformio_ini
 
     assert board.flash is not None and board.ram is not None
+    require("arm-none-eabi-gcc")
     twin = load_board(board.emulator_twin) if board.emulator_twin else None
     x = test_input(c.graph.shape(c.graph.inputs[0]), input_npy)
     ref = reference_output(c, x)

@@ -6,6 +6,7 @@ Makefile, so what the user runs by hand is exactly what lego2c ran.
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 from dataclasses import dataclass
@@ -15,13 +16,19 @@ from elftools.elf.constants import SH_FLAGS
 from elftools.elf.elffile import ELFFile
 from elftools.elf.sections import SymbolTableSection
 
-from .errors import EmulatorError, ToolchainMissingError, UsageError
+from .errors import DoesNotFitError, EmulatorError, ToolchainMissingError, UsageError
 
 APT_HINT = {
     "gcc": "apt-get install -y gcc make",
     "make": "apt-get install -y make",
     "arm-none-eabi-gcc": "apt-get install -y --no-install-recommends gcc-arm-none-eabi libnewlib-arm-none-eabi",
 }
+
+
+FIT_HINT = (
+    "try a smaller -K or a larger tile (-b 8), compress the layers you kept dense (drop --exclude or "
+    "--no-compress), or pick a board with more memory (`lego2c boards`)"
+)
 
 
 def require(tool: str) -> str:
@@ -40,6 +47,13 @@ def make(project: Path, target: str | None = None, variables: dict[str, str] | N
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
     if proc.returncode != 0:
         log = (proc.stdout + proc.stderr).strip().splitlines()
+        short = re.findall(r"region [`'](\w+)' overflowed by (\d+) bytes", proc.stderr)
+        if short:
+            raise DoesNotFitError(
+                "the firmware does not fit the board: "
+                + ", ".join(f"{region} is {int(n):,} bytes short" for region, n in dict(short).items()),
+                hint=FIT_HINT,
+            )
         raise UsageError(
             "building the generated C failed:\n  " + "\n  ".join(log[-15:]),
             hint="this is a lego2c bug if the generated code does not compile; please report it",

@@ -1,0 +1,204 @@
+"""The real `lego2c` command as a user runs it: messages, exit codes, nothing lost, same bytes."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper
+
+from lego2c.errors import DoesNotFitError, EmulatorError, ToolchainMissingError, UnsupportedModelError, UsageError
+
+
+def lego2c(*args: str | Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "lego2c", *map(str, args)], capture_output=True, text=True,
+                          env=env, timeout=600)  # fmt: skip
+
+
+def fails(proc: subprocess.CompletedProcess[str], code: int, *needles: str) -> None:
+    assert proc.returncode == code, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr
+    for n in needles:
+        assert n in proc.stderr, f"{n!r} not in: {proc.stderr}"
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    fails(lego2c("inspect", tmp_path / "nope.onnx"), UsageError.exit_code, "no such file")
+
+
+@pytest.mark.parametrize("content", [b"not a model at all\n", b"\x08\x07\x12\xff\xff\xff"])
+def test_not_onnx(content: bytes, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(content)
+    fails(lego2c("inspect", bad), UsageError.exit_code, "not a readable ONNX model")
+
+
+def test_truncated(zoo: dict[str, Path], tmp_path: Path) -> None:
+    data = zoo["cnn"].read_bytes()
+    cut = tmp_path / "cut.onnx"
+    cut.write_bytes(data[: len(data) // 2])
+    fails(lego2c("inspect", cut), UsageError.exit_code, "not a readable ONNX model", "truncated")
+
+
+def _model(tmp_path: Path, nodes: list[onnx.NodeProto], inputs: list[str], outputs: list[str],
+           opset: int = 17, dtype: int = TensorProto.FLOAT, shape: list[int | str] | None = None) -> Path:  # fmt: skip
+    shape = shape or [1, 2, 3, 3]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info(i, dtype, shape) for i in inputs],
+                              [helper.make_tensor_value_info(o, dtype, None) for o in outputs])  # fmt: skip
+    path = tmp_path / "m.onnx"
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    model.ir_version = 8
+    if 7 <= opset <= 23:  # output shapes as an exporter writes them
+        model = onnx.shape_inference.infer_shapes(model)
+    onnx.save(model, str(path))
+    return path
+
+
+def test_unsupported_ops_all_listed(tmp_path: Path) -> None:
+    nodes = [helper.make_node("Erf", ["x"], ["a"], name="e1"), helper.make_node("Cos", ["a"], ["y"], name="c1")]
+    fails(lego2c("inspect", _model(tmp_path, nodes, ["x"], ["y"])), UnsupportedModelError.exit_code,
+          "2 node(s)", "Cos: c1", "Erf: e1", "supported ops")  # fmt: skip
+
+
+@pytest.mark.parametrize("opset", [3, 99])
+def test_opset_out_of_range(opset: int, tmp_path: Path) -> None:
+    path = _model(tmp_path, [helper.make_node("Relu", ["x"], ["y"])], ["x"], ["y"], opset=opset)
+    proc = lego2c("inspect", path)
+    assert proc.returncode in (UnsupportedModelError.exit_code, UsageError.exit_code), proc.stderr
+    assert "opset" in proc.stderr.lower() and "Traceback" not in proc.stderr
+
+
+def test_non_float_input(tmp_path: Path) -> None:
+    path = _model(tmp_path, [helper.make_node("Relu", ["x"], ["y"])], ["x"], ["y"], dtype=TensorProto.INT32)
+    fails(lego2c("inspect", path), UnsupportedModelError.exit_code, "INT32", "float32")
+
+
+def test_quantised_qdq_model(tmp_path: Path) -> None:
+    nodes = [
+        helper.make_node("QuantizeLinear", ["x", "s", "z"], ["q"], name="q"),
+        helper.make_node("DequantizeLinear", ["q", "s", "z"], ["y"], name="dq"),
+    ]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])],
+                              initializer=[helper.make_tensor("s", TensorProto.FLOAT, [], [0.1]),
+                                           helper.make_tensor("z", TensorProto.UINT8, [], [0])])  # fmt: skip
+    path = tmp_path / "qdq.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    fails(lego2c("inspect", path), UnsupportedModelError.exit_code, "quantised")
+
+
+def test_dynamic_shape_without_input_shape(tmp_path: Path) -> None:
+    path = _model(tmp_path, [helper.make_node("Relu", ["x"], ["y"])], ["x"], ["y"], shape=["n", 3, "h", "w"])
+    fails(lego2c("inspect", path), UnsupportedModelError.exit_code, "dynamic dimensions", "--input-shape")
+    assert lego2c("inspect", path, "--input-shape", "1,3,8,8").returncode == 0
+
+
+def test_several_inputs(tmp_path: Path) -> None:
+    path = _model(tmp_path, [helper.make_node("Add", ["x", "z"], ["y"])], ["x", "z"], ["y"])
+    fails(lego2c("inspect", path), UnsupportedModelError.exit_code, "2 inputs")
+
+
+@pytest.mark.parametrize(
+    "args, needle",
+    [(["-K", "1"], "-K 1"), (["-K", "abc"], "invalid int"), (["-b", "9"], "tile 9x9"), (["-b", "2x"], "tile shape"),
+     (["--board", "stm32f999"], "known boards"), (["--bench", "0"], "--bench"), (["--exclude", "nope"], "nope")],
+)  # fmt: skip
+def test_bad_options(args: list[str], needle: str, zoo: dict[str, Path], tmp_path: Path) -> None:
+    fails(lego2c("build", zoo["mlp"], "-o", tmp_path / "o", *args), UsageError.exit_code, needle)
+
+
+def test_does_not_fit(zoo: dict[str, Path], tmp_path: Path) -> None:
+    proc = lego2c("build", zoo["autoencoder"], "--no-compress", "--board", "stm32f746g", "-o", tmp_path / "o")
+    fails(proc, DoesNotFitError.exit_code, "does not fit", "bytes short", "-K")
+
+
+def _path_without(tmp_path: Path, *missing: str) -> dict[str, str]:
+    """PATH holding links to every tool in PATH except `missing`: a machine without them."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for d in os.environ["PATH"].split(os.pathsep):
+        for tool in Path(d).glob("*") if Path(d).is_dir() else []:
+            link = bin_dir / tool.name
+            if tool.name not in missing and not link.exists():
+                link.symlink_to(tool)
+    return {**os.environ, "PATH": str(bin_dir)}
+
+
+def test_cross_compiler_missing(zoo: dict[str, Path], tmp_path: Path) -> None:
+    env = _path_without(tmp_path, "arm-none-eabi-gcc")
+    proc = lego2c("build", zoo["mlp"], "--board", "stm32f746g", "-o", tmp_path / "o", env=env)
+    fails(proc, ToolchainMissingError.exit_code, "arm-none-eabi-gcc", "apt-get install")
+
+
+def test_qemu_missing_and_timeout(zoo: dict[str, Path], tmp_path: Path) -> None:
+    out = tmp_path / "fw"
+    assert lego2c("build", zoo["cnn"], "--board", "qemu-m7", "-o", out).returncode == 0
+    fails(lego2c("run", out, env=_path_without(tmp_path, "qemu-system-arm")), ToolchainMissingError.exit_code,
+          "qemu-system-arm", "apt-get install")  # fmt: skip
+    fails(lego2c("run", out, "--timeout", "0.05"), EmulatorError.exit_code, "did not finish")
+
+
+def test_run_on_a_folder_that_is_no_build(tmp_path: Path) -> None:
+    fails(lego2c("run", tmp_path), UsageError.exit_code, "not a lego2c firmware build")
+
+
+def test_user_files_are_never_overwritten(zoo: dict[str, Path], tmp_path: Path) -> None:
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "notes.txt").write_text("precious")
+    fails(lego2c("build", zoo["mlp"], "-o", out), UsageError.exit_code, "refusing to overwrite", "--force")
+    assert (out / "notes.txt").read_text() == "precious"
+    single = tmp_path / "file.onnx"
+    single.write_text("mine")
+    fails(lego2c("compress", zoo["mlp"], "-o", single), UsageError.exit_code, "refusing")
+    assert single.read_text() == "mine"
+    # lego2c's own output is replaced without --force; others' only with it.
+    assert lego2c("build", zoo["mlp"], "-o", tmp_path / "ours").returncode == 0
+    assert lego2c("build", zoo["mlp"], "-o", tmp_path / "ours").returncode == 0
+    assert lego2c("build", zoo["mlp"], "-o", out, "--force").returncode == 0
+    assert not (out / "notes.txt").exists()
+
+
+def _hashes(folder: Path) -> dict[str, str]:
+    files = sorted(folder.glob("src/*")) + [folder / "firmware.bin", folder / "firmware.hex"]
+    return {f.name: hashlib.sha256(f.read_bytes()).hexdigest() for f in files}
+
+
+def test_same_input_same_bytes(zoo: dict[str, Path], tmp_path: Path) -> None:
+    a, b = tmp_path / "a", tmp_path / "b"
+    for out in (a, b):
+        proc = lego2c("build", zoo["resnet8"], "--board", "stm32f746g", "-o", out)
+        assert proc.returncode == 0, proc.stderr
+    assert _hashes(a) == _hashes(b)
+
+
+def test_inspect_reports_both_ratios(zoo: dict[str, Path], tmp_path: Path) -> None:
+    proc = lego2c("inspect", zoo["resnet8"], "-K", "32", "-b", "4", "--json", tmp_path / "s.json")
+    assert proc.returncode == 0, proc.stderr
+    assert "honest" in proc.stdout and "paper" in proc.stdout and "102.4x paper" in proc.stdout
+    data = json.loads((tmp_path / "s.json").read_text())
+    assert data["paper_ratio"] == pytest.approx(102.4)
+    assert 1 < data["honest_ratio"] < data["paper_ratio"]
+
+
+def test_compress_writes_a_model_onnxruntime_runs(zoo: dict[str, Path], tmp_path: Path) -> None:
+    from lego2c.verify import run_onnx
+
+    out = tmp_path / "m.lego.onnx"
+    assert lego2c("compress", zoo["cnn"], "-K", "16", "-b", "2", "-o", out).returncode == 0
+    y = run_onnx(out, np.zeros((1, 1, 28, 28), np.float32))
+    assert y.shape[-1] == 10 and np.isfinite(y).all()
+
+
+def test_host_build_prints_footprint_and_error(zoo: dict[str, Path], tmp_path: Path) -> None:
+    proc = lego2c("build", zoo["resnet8"], "--board", "host", "-o", tmp_path / "o")
+    assert proc.returncode == 0, proc.stderr
+    assert "model data in flash" in proc.stdout and "activation arena" in proc.stdout
+    assert "max abs error" in proc.stdout and "match" in proc.stdout

@@ -1,0 +1,154 @@
+"""The ONNX frontend on what exporters really emit, checked end to end against onnxruntime."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import torch
+import torch.nn.functional as F
+from onnx import TensorProto, helper, numpy_helper
+
+from lego2c.build import build_host, compile_model
+from lego2c.compress import CompressOptions
+from lego2c.errors import UnsupportedModelError
+from lego2c.frontend import load_model
+
+DENSE = CompressOptions(enabled=False)
+
+
+def host_matches(path: Path, tmp_path: Path, opts: CompressOptions = DENSE, input_shape: list[int] | None = None) -> None:
+    run = build_host(compile_model(path, opts, input_shape, progress=False), tmp_path / "out")
+    assert run.max_error <= run.allowed, f"{run.max_error} > {run.allowed}"
+
+
+class ShapeArithmetic(torch.nn.Module):
+    """Reshape and pad sizes computed from x.shape: the legacy exporter emits Shape/Gather/Concat."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv = torch.nn.Conv2d(3, 4, 3)
+        self.bn = torch.nn.BatchNorm2d(4)
+        self.drop = torch.nn.Dropout(0.5)
+        self.fc = torch.nn.Linear(4 * 8 * 8, 5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.drop(torch.relu(self.bn(self.conv(x))))
+        pad = (x.shape[-1] - 6) // 2
+        y = F.pad(y, (pad, pad, pad, pad))
+        return self.fc(y.reshape(x.shape[0], -1))
+
+
+def export(model: torch.nn.Module, x: torch.Tensor, path: Path, **kw: object) -> Path:
+    model.eval()
+    torch.onnx.export(model, (x,), str(path), dynamo=False, opset_version=17, **kw)
+    return path
+
+
+def test_shape_subgraphs_and_dynamic_batch_are_folded(tmp_path: Path) -> None:
+    path = export(ShapeArithmetic(), torch.randn(1, 3, 8, 8), tmp_path / "m.onnx",
+                  input_names=["x"], dynamic_axes={"x": {0: "batch"}})  # fmt: skip
+    raw_ops = {n.op_type for n in onnx.load(str(path)).graph.node}
+    assert {"Shape", "Gather", "BatchNormalization"} & raw_ops  # the exporter really emitted them
+    g = load_model(path)
+    ops = {n.op for n in g.nodes}
+    assert not ops & {"Shape", "Gather", "Concat", "Cast", "BatchNormalization", "Dropout", "Identity", "Constant"}
+    assert g.shape(g.inputs[0]) == (1, 3, 8, 8)
+    host_matches(path, tmp_path)
+
+
+def test_external_data(tmp_path: Path) -> None:
+    path = export(ShapeArithmetic(), torch.randn(1, 3, 8, 8), tmp_path / "tmp.onnx")
+    model = onnx.load(str(path))
+    ext = tmp_path / "ext" / "model.onnx"
+    ext.parent.mkdir()
+    onnx.save(model, str(ext), save_as_external_data=True, all_tensors_to_one_file=True,
+              location="weights.bin", size_threshold=0)  # fmt: skip
+    assert (ext.parent / "weights.bin").stat().st_size > 1000
+    host_matches(ext, tmp_path, CompressOptions(k=16, tile=(2, 2)))
+
+
+def test_onnx_local_functions_are_inlined(tmp_path: Path) -> None:
+    """A graph calling a model-local function (as the dynamo exporter and other tools emit)."""
+    fn = helper.make_function(
+        "custom.fn", "ScaledRelu", ["a", "s"], ["b"],
+        [helper.make_node("Mul", ["a", "s"], ["m"]), helper.make_node("Relu", ["m"], ["b"])],
+        opset_imports=[helper.make_opsetid("", 17)],
+    )  # fmt: skip
+    w = np.random.default_rng(0).standard_normal((4, 3, 3, 3)).astype(np.float32)
+    graph = helper.make_graph(
+        [helper.make_node("Conv", ["x", "w"], ["c"], name="conv"),
+         helper.make_node("ScaledRelu", ["c", "s"], ["y"], domain="custom.fn", name="call")],
+        "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 6, 6])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 4, 4])],
+        initializer=[numpy_helper.from_array(w, "w"), numpy_helper.from_array(np.float32([0.5]), "s")],
+    )  # fmt: skip
+    model = helper.make_model(graph, functions=[fn], opset_imports=[helper.make_opsetid("", 17),
+                                                                    helper.make_opsetid("custom.fn", 1)])  # fmt: skip
+    model.ir_version = 8
+    path = tmp_path / "f.onnx"
+    onnx.save(model, str(path))
+    assert [n.op for n in load_model(path).nodes] == ["Conv", "Mul", "Relu"]
+    host_matches(path, tmp_path)
+
+
+def test_dynamo_exporter(zoo: dict[str, Path]) -> None:
+    model = onnx.load(str(zoo["dynamo_cnn"]))
+    assert model.producer_name != "pytorch" or model.opset_import[0].version >= 18
+    g = load_model(zoo["dynamo_cnn"])
+    assert {"Conv", "Concat", "HardSwish"} <= {n.op for n in g.nodes}
+
+
+def test_batchnorm_folds_into_conv_and_gemm(zoo: dict[str, Path]) -> None:
+    for name in ("resnet8", "autoencoder"):
+        assert "BatchNormalization" not in {n.op for n in load_model(zoo[name]).nodes}
+
+
+def test_standalone_batchnorm_becomes_mul_add(tmp_path: Path) -> None:
+    class M(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.bn = torch.nn.BatchNorm2d(3)
+            self.bn.running_mean.uniform_(-1, 1)
+            self.bn.running_var.uniform_(0.5, 2)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.bn(x + 1.0)
+
+    path = export(M(), torch.randn(1, 3, 5, 5), tmp_path / "bn.onnx", do_constant_folding=False)
+    assert "BatchNormalization" not in {n.op for n in load_model(path).nodes}
+    host_matches(path, tmp_path)
+
+
+def _dynamic_model(tmp_path: Path) -> Path:
+    conv = torch.nn.Conv2d(1, 2, 3, padding=1)
+    return export(conv, torch.randn(1, 1, 8, 8), tmp_path / "dyn.onnx", input_names=["x"],
+                  dynamic_axes={"x": {0: "n", 2: "h", 3: "w"}})  # fmt: skip
+
+
+def test_dynamic_spatial_dims_need_input_shape(tmp_path: Path) -> None:
+    path = _dynamic_model(tmp_path)
+    with pytest.raises(UnsupportedModelError) as e:
+        load_model(path)
+    assert "'h'" in e.value.message and "--input-shape" in (e.value.hint or "")
+    host_matches(path, tmp_path, input_shape=[1, 1, 10, 12])
+
+
+def test_every_unsupported_op_is_listed_at_once(tmp_path: Path) -> None:
+    nodes = [
+        helper.make_node("Erf", ["x"], ["a"], name="erf_1"),
+        helper.make_node("Relu", ["a"], ["b"], name="ok"),
+        helper.make_node("Erf", ["b"], ["c"], name="erf_2"),
+        helper.make_node("Transpose", ["c"], ["y"], name="tr", perm=[0, 1, 3, 2]),
+    ]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2, 3, 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2, 4, 3])])  # fmt: skip
+    path = tmp_path / "u.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    with pytest.raises(UnsupportedModelError) as e:
+        load_model(path)
+    for part in ("3 node(s)", "Erf: erf_1, erf_2", "Transpose: tr"):
+        assert part in e.value.message
