@@ -46,6 +46,7 @@ class Board:
     platformio_board: str | None
     emulator_twin: str | None
     qemu_machine: str | None
+    openocd_target: str | None = None  # OpenOCD target script for `lego2c flash --probe openocd`
 
     @property
     def is_host(self) -> bool:
@@ -116,6 +117,7 @@ def _from_json(data: dict[str, Any]) -> Board:
         platformio_board=data["platformio_board"],
         emulator_twin=data["emulator_twin"],
         qemu_machine=data["qemu"]["machine"] if data.get("qemu") else None,
+        openocd_target=data.get("openocd_target"),
     )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from .build import Compiled, build_host, build_target, compile_model, read_build
 from .compress import CompressOptions
 from .errors import EmulatorError, LegoError, UsageError
 from .report import layer_flash_table, memory_table, print_report, sizes
+from .verify import max_error, parse_program_output
 
 EXIT_INTERNAL = 70
 EXIT_INTERRUPTED = 130
@@ -95,6 +97,12 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--emulator", choices=["qemu", "renode"], default="qemu")
     s.add_argument("--timeout", type=float, default=120, help="seconds before the run is abandoned (default 120)")
 
+    s = sub.add_parser("flash", help="write a firmware build to a board")
+    s.add_argument("build_dir", type=Path, help="folder written by `lego2c build --board ...`")
+    s.add_argument("--probe", choices=["pio", "stlink", "openocd"], default="stlink",
+                   help="flash with `pio run -t upload`, st-flash (default) or OpenOCD")  # fmt: skip
+    s.add_argument("--dry-run", action="store_true", help="print the exact command, do not run it")
+
     sub.add_parser("boards", help="the known boards and their memories")
     return p
 
@@ -171,11 +179,7 @@ def _build_target(a: argparse.Namespace, c: Compiled, board: Board) -> int:
 
 def cmd_run(a: argparse.Namespace) -> int:
     if a.emulator == "renode":
-        from .renode import run_renode
-
-        info = read_build_info(a.build_dir)
-        console.print(run_renode(a.build_dir, load_board(str(info["board"])), a.timeout))
-        return 0
+        return _run_renode(a)
     r = run_emulated(a.build_dir, a.timeout)
     values = r.output.values
     top = np.argsort(-values)[:3]
@@ -187,6 +191,30 @@ def cmd_run(a: argparse.Namespace) -> int:
     console.print(f"emulator vs onnxruntime: max abs error {r.max_error:.3g} (allowed {r.allowed:.3g}) {status}")
     if not r.ok:
         raise EmulatorError(f"the firmware disagrees with onnxruntime: max abs error {r.max_error:.3g}")
+    return 0
+
+
+def _run_renode(a: argparse.Namespace) -> int:
+    """Write the Renode script and Robot test; run them when Renode is installed."""
+    from .renode import run_renode, write_renode_files
+
+    board = load_board(str(read_build_info(a.build_dir)["board"]))
+    resc, robot = write_renode_files(a.build_dir, board, a.build_dir / "firmware.elf")
+    console.print(f"wrote {resc} and {robot}")
+    prog = parse_program_output(run_renode(a.build_dir, board, a.timeout))
+    err, allowed = max_error(prog.values, np.load(a.build_dir / "reference.npy"))
+    console.print(f"Renode vs onnxruntime: max abs error {err:.3g} (allowed {allowed:.3g})")
+    if err > allowed or prog.rc != 0:
+        raise EmulatorError(f"the firmware disagrees with onnxruntime on Renode: max abs error {err:.3g}")
+    return 0
+
+
+def cmd_flash(a: argparse.Namespace) -> int:
+    from .flash import flash
+
+    board = load_board(str(read_build_info(a.build_dir)["board"]))
+    cmd = flash(a.build_dir.resolve(), board, a.probe, dry_run=a.dry_run)
+    console.print(shlex.join(cmd), soft_wrap=True)
     return 0
 
 
@@ -205,7 +233,7 @@ def cmd_boards(a: argparse.Namespace) -> int:
 
 
 COMMANDS = {"inspect": cmd_inspect, "compress": cmd_compress, "build": cmd_build, "run": cmd_run,
-            "boards": cmd_boards}  # fmt: skip
+            "flash": cmd_flash, "boards": cmd_boards}  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:

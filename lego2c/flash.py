@@ -7,14 +7,13 @@ without a board on USB, so the commands are kept plain and printable (``dry_run`
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
-from lego2c.boards import Board, boards_dir
+from lego2c.boards import Board
 from lego2c.errors import LegoError, ToolchainMissingError, UsageError
 from lego2c.platformio import PIO_ENV, PIO_INSTALL_HINT
 
@@ -34,8 +33,7 @@ OPENOCD_INTERFACE = "interface/stlink.cfg"
 
 def _openocd_target(board: Board) -> str:
     """OpenOCD target script for the board's MCU family (``openocd_target`` in its JSON)."""
-    data = json.loads((boards_dir() / f"{board.name}.json").read_text())
-    target = data.get("openocd_target")
+    target = board.openocd_target
     if not target:
         raise UsageError(
             f"board '{board.name}' has no OpenOCD target script",

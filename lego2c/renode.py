@@ -27,7 +27,8 @@ RENODE_INSTALL_HINT = (
     "Linux archive from https://github.com/renode/renode/releases and put `renode` and "
     "`renode-test` on PATH"
 )
-_RESULT = re.compile(r"^LEGO_RESULT rc=-?\d+", re.MULTILINE)
+# A whole line: the UART log is written as bytes arrive, so "rc=1" may still become "rc=10".
+_RESULT = re.compile(r"^LEGO_RESULT rc=-?\d+\r?\n", re.MULTILINE)
 
 
 def _check_board(board: Board) -> str:

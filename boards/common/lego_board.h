@@ -13,6 +13,10 @@ void lego_console_write(const char *s, unsigned n); /* blocking write */
 void lego_board_exit(int code);                     /* QEMU: semihosting exit with code; hardware: loop forever */
 uint32_t lego_board_millis(void);                   /* SysTick-based milliseconds */
 
+/* Clocks, flash wait states, caches: common/clock_*.c where the board has one, else a weak
+ * no-op in startup_cortexm.c. Called by lego_board_init() before the console. */
+void lego_clock_init(void);
+
 /* Implemented by each console source, called by lego_board_init(). */
 void lego_console_init(void);
 

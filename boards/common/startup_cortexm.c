@@ -99,8 +99,15 @@ uint32_t lego_board_millis(void)
     return lego_ticks_ms;
 }
 
+/* Boards with a clock tree to set up (PLL, flash wait states, caches) add a common/clock_*.c
+ * that overrides this no-op; the others run from their reset clock. */
+__attribute__((weak)) void lego_clock_init(void)
+{
+}
+
 void lego_board_init(void)
 {
+    lego_clock_init();
     lego_console_init();
     /* Processor clock as SysTick source, interrupt every millisecond. */
     SYST_RVR = LEGO_CLOCK_HZ / 1000u - 1u;
