@@ -18,6 +18,8 @@ from pathlib import Path
 from .errors import UsageError
 
 MANIFEST = ".lego2c-manifest"
+# Written into a build folder after the build, by `lego2c run --emulator renode` and `pio run`.
+WRITTEN_LATER = {"renode", ".pio"}
 
 
 def _owned(out: Path) -> bool:
@@ -33,7 +35,7 @@ def _owned(out: Path) -> bool:
     if not manifest.is_file():
         return False
     listed = set(manifest.read_text().split())
-    return entries <= listed | {MANIFEST}
+    return entries <= listed | {MANIFEST} | WRITTEN_LATER
 
 
 @contextmanager
