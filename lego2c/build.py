@@ -10,6 +10,7 @@ from pathlib import Path
 
 import json
 import shutil
+import tempfile
 
 import numpy as np
 import onnx
@@ -49,8 +50,8 @@ def compile_model(path: Path, opts: CompressOptions, input_shape: list[int] | No
 
 def reference_output(c: Compiled, x: np.ndarray) -> np.ndarray:
     """onnxruntime's answer for what the C code should compute."""
-    clustered = any(lw.storage == "tiled" for lw in c.compressed.layers.values())
-    return run_onnx(c.lego_onnx() if clustered else c.path, x)
+    changed = bool(reconstructed_weights(c.graph, c.compressed))
+    return run_onnx(c.lego_onnx() if changed else c.path, x)
 
 
 @dataclass
@@ -79,7 +80,7 @@ def write_sources(c: Compiled, src: Path, x: np.ndarray, source: str, bench_runs
 
 
 def build_host(c: Compiled, out: Path, force: bool = False, input_npy: Path | None = None,
-               bench_runs: int = 1) -> HostRun:  # fmt: skip
+               bench_runs: int = 1, extra_cflags: str = "") -> HostRun:  # fmt: skip
     """Generate a host project, compile it with gcc, run it and compare with onnxruntime."""
     require("gcc")
     x = test_input(c.graph.shape(c.graph.inputs[0]), input_npy)
@@ -88,7 +89,7 @@ def build_host(c: Compiled, out: Path, force: bool = False, input_npy: Path | No
         write_sources(c, tmp / "src", x, str(input_npy) if input_npy else "deterministic, seed 0", bench_runs)
         write_file(tmp / "Makefile", templates().get_template("Makefile.host.j2").render())
         onnx.save(c.lego_onnx(), str(tmp / "model.lego.onnx"))
-        make(tmp)
+        make(tmp, variables={"EXTRA_CFLAGS": extra_cflags} if extra_cflags else None)
         result = parse_program_output(run_host(tmp / "model"))
     err, allowed = max_error(result.values, ref)
     return HostRun(out.resolve(), result, ref, err, allowed)
@@ -185,6 +186,7 @@ class EmulatedRun:
     allowed: float
     instructions_per_inference: float
     total_instructions: int
+    profile: list[tuple[str, int]] = field(default_factory=list)  # (function, instructions), whole run
 
     @property
     def ok(self) -> bool:
@@ -199,9 +201,9 @@ def read_build_info(out: Path) -> dict[str, object]:
     return json.loads(path.read_text())
 
 
-def run_emulated(out: Path, timeout: float = 120) -> EmulatedRun:
+def run_emulated(out: Path, timeout: float = 120, profile: bool = False) -> EmulatedRun:
     """Run a build's emulator firmware in QEMU; compare with onnxruntime; count instructions."""
-    from .emulator import run_qemu, symbol_address
+    from .emulator import function_profile, run_qemu, symbol_address
 
     info = read_build_info(out)
     board = load_board(str(info["board"]))
@@ -210,7 +212,10 @@ def run_emulated(out: Path, timeout: float = 120) -> EmulatedRun:
         raise UsageError(f"board '{board.name}' has no QEMU twin to run on")
     elf = out / "firmware.elf" if emu is board else out / "emulator" / "firmware.elf"
     window = (symbol_address(elf, "lego_bench_begin"), symbol_address(elf, "lego_bench_end"))
-    res = run_qemu(elf, machine=emu.qemu_machine, timeout=timeout, count_window=window)
+    with tempfile.TemporaryDirectory(prefix="lego2c-profile-") as tmp:
+        prof = Path(tmp) / "profile.txt" if profile else None
+        res = run_qemu(elf, machine=emu.qemu_machine, timeout=timeout, count_window=window, profile=prof)
+        by_function = function_profile(elf, prof) if prof else []
     if res.fault:
         raise EmulatorError(f"the firmware crashed in the emulator: {res.fault}")
     prog = parse_program_output(res.stdout)
@@ -219,4 +224,4 @@ def run_emulated(out: Path, timeout: float = 120) -> EmulatedRun:
     ref = np.load(out / "reference.npy")
     err, allowed = max_error(prog.values, ref)
     per = res.window_instructions / max(prog.bench_runs, 1)
-    return EmulatedRun(emu.name, prog, ref, err, allowed, per, res.total_instructions)
+    return EmulatedRun(emu.name, prog, ref, err, allowed, per, res.total_instructions, by_function)

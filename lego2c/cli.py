@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 import json
 import shlex
 import sys
@@ -16,7 +17,7 @@ from rich.table import Table
 
 from .boards import Board, list_boards, load_board
 from .build import Compiled, build_host, build_target, compile_model, read_build_info, run_emulated
-from .compress import CompressOptions
+from .compress import DEFAULT_RECIPE, RECIPES, CompressOptions
 from .errors import EmulatorError, LegoError, UsageError
 from .report import layer_flash_table, memory_table, print_report, sizes
 from .verify import max_error, parse_program_output
@@ -58,11 +59,20 @@ def _shape(text: str) -> list[int]:
 def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", type=Path, help="ONNX model file")
     p.add_argument("--input-shape", type=_shape, metavar="DIMS", help="static input shape, e.g. 1,3,32,32")
-    g = p.add_argument_group("compression (LegoNet block clustering)")
-    g.add_argument("-K", dest="k", type=int, default=32, help="codebook size (default 32)")
-    g.add_argument("-b", "--tile", dest="tile", type=_tile, default=(4, 4), metavar="B|RxC",
-                   help="tile shape: 4 means 4x4 (default), or rows x cols like 2x4")  # fmt: skip
-    g.add_argument("--exclude", nargs="+", default=[], metavar="NODE", help="keep these nodes' weights dense")
+    g = p.add_argument_group("compression (LegoNet block clustering); options override the recipe")
+    g.add_argument("--recipe", choices=sorted(RECIPES), default=DEFAULT_RECIPE,
+                   help=f"a named set of the options below (default {DEFAULT_RECIPE})")  # fmt: skip
+    g.add_argument("-K", dest="k", type=int, help="codebook size")
+    g.add_argument("-b", "--tile", dest="tile", type=_tile, metavar="B|RxC",
+                   help="tile shape: 4 means 4x4, or rows x cols like 2x4")  # fmt: skip
+    g.add_argument("--scope", choices=["global", "layer"], help="one codebook for the model, or one per layer")
+    g.add_argument("--channel-scales", action=argparse.BooleanOptionalAction, default=None,
+                   help="normalise each output channel by its own scale before clustering")  # fmt: skip
+    g.add_argument("--codebook-dtype", choices=["f32", "f16"], help="storage of codebook entries")
+    g.add_argument("--side-dtype", choices=["f32", "f16"], help="storage of scales and biases")
+    g.add_argument("--protect", nargs="+", metavar="NODE", help="keep these dense at --protect-dtype ('first', 'last' or names)")
+    g.add_argument("--protect-dtype", choices=["i8", "f16", "f32"], help="storage of protected layers")
+    g.add_argument("--exclude", nargs="+", default=[], metavar="NODE", help="keep these nodes' weights dense float32")
     g.add_argument("--no-compress", action="store_true", help="keep every weight dense float32")
     g.add_argument("--seed", type=int, default=0, help="k-means seed (default 0)")
     p.add_argument("--json", type=Path, metavar="FILE", help="also write the size figures as JSON")
@@ -96,6 +106,7 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("build_dir", type=Path, help="folder written by `lego2c build --board ...`")
     s.add_argument("--emulator", choices=["qemu", "renode"], default="qemu")
     s.add_argument("--timeout", type=float, default=120, help="seconds before the run is abandoned (default 120)")
+    s.add_argument("--profile", action="store_true", help="also print executed instructions per function")
 
     s = sub.add_parser("flash", help="write a firmware build to a board")
     s.add_argument("build_dir", type=Path, help="folder written by `lego2c build --board ...`")
@@ -108,7 +119,13 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _options(a: argparse.Namespace) -> CompressOptions:
-    return CompressOptions(k=a.k, tile=a.tile, exclude=tuple(a.exclude), enabled=not a.no_compress, seed=a.seed)
+    """The recipe's options, with every option the user gave on top."""
+    given = {key: getattr(a, key) for key in ("k", "tile", "scope", "channel_scales", "codebook_dtype",
+                                               "side_dtype", "protect_dtype") if getattr(a, key) is not None}  # fmt: skip
+    if a.protect is not None:
+        given["protect"] = tuple(a.protect)
+    opts = replace(RECIPES[a.recipe], **given)
+    return replace(opts, exclude=tuple(a.exclude), enabled=not a.no_compress, seed=a.seed)
 
 
 def _compile(a: argparse.Namespace) -> Compiled:
@@ -180,7 +197,14 @@ def _build_target(a: argparse.Namespace, c: Compiled, board: Board) -> int:
 def cmd_run(a: argparse.Namespace) -> int:
     if a.emulator == "renode":
         return _run_renode(a)
-    r = run_emulated(a.build_dir, a.timeout)
+    r = run_emulated(a.build_dir, a.timeout, profile=a.profile)
+    if r.profile:
+        t = Table(title="instructions per function (whole run: start-up, check run and bench loop)")
+        for col in ("function", "instructions", "share"):
+            t.add_column(col, justify="left" if col == "function" else "right")
+        for name, n in r.profile[:20]:
+            t.add_row(name, f"{n:,}", f"{100 * n / r.total_instructions:.1f}%")
+        console.print(t)
     values = r.output.values
     top = np.argsort(-values)[:3]
     console.print(f"{r.board} (QEMU): outputs {values.size}, top classes "

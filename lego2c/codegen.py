@@ -13,7 +13,7 @@ import jinja2
 import numpy as np
 
 from . import ops
-from .compress import CompressedModel, LayerWeights, weight_matrix
+from .compress import DTYPE_BYTES, CompressedModel, LayerWeights
 from .ir import Graph
 from .plan import Buffer, plan_memory
 from .resources import data_dir
@@ -149,6 +149,14 @@ class _Storage:
 def generate(g: Graph, cm: CompressedModel, model_name: str = "model") -> GeneratedModel:
     calls = [ops.lower(n, g) for n in g.nodes]
     storage = _Storage(g, calls)
+    scratch: dict[int, str] = {}  # step -> scratch buffer name
+    for step, call in enumerate(calls):
+        if call.func == "lego_conv2d_f32":
+            planes, floats = ops.conv_scratch_floats(call.params, _tile_of(cm.layers[call.weight]))  # type: ignore[index]
+            call.params["scratch_planes"] = planes
+            if floats:
+                scratch[step] = f"__scratch{step}"
+                storage.buffers.append(Buffer(scratch[step], floats * 4, step, step))
     mem = plan_memory(storage.buffers)
 
     def ptr(t: str) -> str:
@@ -161,7 +169,7 @@ def generate(g: Graph, cm: CompressedModel, model_name: str = "model") -> Genera
     shared: list[Table] = []
     params = 0
     for cb in cm.codebooks.values():
-        tbl = Table("float", f"lego_codebook_{c_ident(cb.name)}", c_floats(cb.centroids), cb.nbytes)
+        tbl = _array(f"lego_codebook_{c_ident(cb.name)}", cb.centroids, cb.dtype)
         shared.append(tbl)
 
     def const_table(tensor: str, cname: str) -> tuple[str, int]:
@@ -177,7 +185,6 @@ def generate(g: Graph, cm: CompressedModel, model_name: str = "model") -> Genera
         return tbl.name, tbl.nbytes
 
     layers: list[LayerCode] = []
-    by_name = {n.name: n for n in g.nodes}
     for idx, (node, call) in enumerate(zip(g.nodes, calls)):
         cname = f"l{idx}_{c_ident(node.name)}"[:48]
         out_shape = g.shape(node.outputs[0])
@@ -191,18 +198,15 @@ def generate(g: Graph, cm: CompressedModel, model_name: str = "model") -> Genera
         args = [f"&{cname}_params"]
         decls.append(_struct(call.params_type, f"{cname}_params", call.params))
         if call.weight is not None:
-            wdecl, wbytes = _weights(cname, cm.layers[call.weight], weight_matrix(by_name[node.name], g), emitted)
-            decls.extend(wdecl)
-            flash += wbytes
-            params += cm.layers[call.weight].params
+            lw = cm.layers[call.weight]
+            wdecl, wtables = _weights(cname, lw, f"lego_codebook_{c_ident(lw.codebook or '')}")
+            decls.append(wdecl)
+            for t in wtables:
+                emitted[f"__{t.name}"] = t
+            flash += sum(t.nbytes for t in wtables)
+            params += lw.params + (lw.rows if lw.bias is not None else 0)
             args.append(f"&{cname}_weights")
-            if call.bias is not None:
-                bname, nb = const_table(call.bias, f"{cname}_bias")
-                flash += nb
-                args.append(bname)
-            else:
-                args.append("NULL")
-            comment += f", {cm.layers[call.weight].params} params, {call.macs} MACs"
+            comment += f", {lw.params} params, {call.macs} MACs"
         operands = []
         for k, t in enumerate(call.inputs):
             if g.tensors[t].is_const:
@@ -215,6 +219,9 @@ def generate(g: Graph, cm: CompressedModel, model_name: str = "model") -> Genera
         if node.op == "Concat":
             decls_local = f"const float *const {cname}_in[] = {{{', '.join(operands)}}};"
             call_expr = f"{decls_local}\n    LEGO_CHECK({call.func}({', '.join(args)}, {cname}_in, {out}));"
+        elif call.func == "lego_conv2d_f32":
+            scr = f"(lego_arena + {mem.offsets[scratch[idx]] // 4})" if idx in scratch else "NULL"
+            call_expr = f"LEGO_CHECK({call.func}({', '.join(args + operands)}, {out}, {scr}));"
         else:
             call_expr = f"LEGO_CHECK({call.func}({', '.join(args + operands)}, {out}));"
         layers.append(LayerCode(idx, node.name, node.op, cname, comment, decls, call_expr, call.macs, flash, out_shape))
@@ -244,19 +251,46 @@ def generate(g: Graph, cm: CompressedModel, model_name: str = "model") -> Genera
     return GeneratedModel(files, layers, mem.peak, in_shape, out_shape, sum(t.nbytes for t in tables), params)
 
 
-def _weights(cname: str, lw: LayerWeights, matrix: np.ndarray, emitted: dict[str, Table]) -> tuple[list[str], int]:
-    fields: dict[str, int | float | list[int]] = dict(rows=lw.rows, cols=lw.cols)
-    if lw.storage == "tiled":
-        assert lw.codebook is not None
-        tbl = Table("uint8_t", f"{cname}_idx", c_bytes(lw.packed), len(lw.packed))
-        fields |= dict(tile_rows=lw.tile[0], tile_cols=lw.tile[1], index_bits=lw.bits)
-        ptrs = f"    .kind = LEGO_W_TILED_F32,\n    .codebook = lego_codebook_{c_ident(lw.codebook)},\n    .indices = {tbl.name},"
-    else:
-        tbl = Table("float", f"{cname}_w", c_floats(matrix), lw.params * 4)
-        fields |= dict(tile_rows=DENSE_TILE[0], tile_cols=DENSE_TILE[1], index_bits=0)
-        ptrs = f"    .kind = LEGO_W_DENSE_F32,\n    .dense = {tbl.name},"
-    emitted[f"__weights__{cname}"] = tbl
-    body = ",\n".join(f"    .{k} = {_c_value(v)}" for k, v in fields.items())
-    decl = f"static const lego_weights_t {cname}_weights = {{\n{ptrs}\n{body}\n}};"
-    return [decl], tbl.nbytes
+def _tile_of(lw: LayerWeights) -> tuple[int, int]:
+    """The tile shape the kernels walk this weight in."""
+    return lw.tile if lw.storage == "tiled" else DENSE_TILE
 
+
+C_TYPES = {"f32": "float", "f16": "uint16_t", "i8": "int8_t"}
+C_DTYPES = {"f32": "LEGO_F32", "f16": "LEGO_F16", "i8": "LEGO_I8"}
+
+
+def _array(name: str, values: np.ndarray, dtype: str) -> Table:
+    """A const table in its storage type: float32 literals, float16 bit patterns, or int8."""
+    if dtype == "f32":
+        body = c_floats(values)
+    elif dtype == "f16":
+        bits = np.asarray(values, dtype=np.float32).astype(np.float16).reshape(-1).view(np.uint16)
+        body = _lines([f"0x{int(b):04x}" for b in bits], per_line=12)
+    else:
+        body = _lines([str(int(v)) for v in np.asarray(values, dtype=np.int8).reshape(-1)], per_line=16)
+    return Table(C_TYPES[dtype], name, body, int(np.asarray(values).size) * DTYPE_BYTES[dtype])
+
+
+def _weights(cname: str, lw: LayerWeights, codebook: str) -> tuple[str, list[Table]]:
+    """A layer's lego_weights_t and the tables it points to."""
+    tables: list[Table] = []
+    if lw.storage == "tiled":
+        idx = Table("uint8_t", f"{cname}_idx", c_bytes(lw.packed), len(lw.packed))
+        tables.append(idx)
+        bits = lw.bits
+        ptrs = [("kind", "LEGO_W_TILED"), ("values", codebook), ("indices", idx.name)]
+    else:
+        assert lw.values is not None
+        tables.append(_array(f"{cname}_w", lw.values, lw.dtype))
+        bits = 0
+        ptrs = [("kind", "LEGO_W_DENSE"), ("values", tables[-1].name), ("indices", "NULL")]
+    for key, arr in (("row_scale", lw.scale), ("bias", lw.bias)):
+        if arr is not None:
+            tables.append(_array(f"{cname}_{key}", arr, lw.side_dtype))
+        ptrs.append((key, tables[-1].name if arr is not None else "NULL"))
+    fields = ptrs + [("dtype", C_DTYPES[lw.dtype]), ("side_dtype", C_DTYPES[lw.side_dtype]),
+                     ("rows", lw.rows), ("cols", lw.cols), ("tile_rows", _tile_of(lw)[0]), ("tile_cols", _tile_of(lw)[1]),
+                     ("index_bits", bits)]  # fmt: skip
+    body = ",\n".join(f"    .{k} = {v}" for k, v in fields)
+    return f"static const lego_weights_t {cname}_weights = {{\n{body}\n}};", tables

@@ -7,6 +7,10 @@ positions. Why this orientation: the C kernels decode one tile and apply it to `
 planes at once, so each decoded weight is reused across a whole output plane; keeping ONNX's
 reduction order means the 2-D view needs no data movement and is the view LegoNet clusters.
 Edges are zero-padded to whole tiles. See docs/format.md for the stored layout.
+
+A plan is per layer (a `LayerWeights` record): tile shape, codebook, index width, optional
+per-output-channel scales, and the storage type of values, scales and biases. LegoNet's
+setting (4x4 tiles, one global codebook, no scales) is one plan among many.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ import math
 from dataclasses import dataclass, field
 
 import numpy as np
-from rich.progress import Progress, SpinnerColumn, TextColumn, BarColumn, TimeElapsedColumn
+from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from sklearn.cluster import KMeans
 
 from .errors import UsageError
@@ -25,13 +29,21 @@ from .packing import pack_indices
 WEIGHTED_OPS = ("Conv", "Gemm", "MatMul")
 FIT_SAMPLE = 65536  # k-means is fitted on at most this many tiles, then every tile is assigned
 ASSIGN_CHUNK = 65536
+DTYPES = {"f32": np.float32, "f16": np.float16, "i8": np.int8}
+DTYPE_BYTES = {"f32": 4, "f16": 2, "i8": 1}
 
 
 @dataclass(frozen=True)
 class CompressOptions:
     k: int = 32
     tile: tuple[int, int] = (4, 4)
-    exclude: tuple[str, ...] = ()
+    scope: str = "global"  # one codebook for the model ("global") or one per layer ("layer")
+    channel_scales: bool = False  # normalise each output channel before clustering
+    codebook_dtype: str = "f32"  # f32 | f16
+    side_dtype: str = "f32"  # scales and biases: f32 | f16
+    protect: tuple[str, ...] = ()  # node names, "first" or "last": kept dense at protect_dtype
+    protect_dtype: str = "i8"  # i8 (per-channel scales) | f16 | f32
+    exclude: tuple[str, ...] = ()  # kept dense float32
     enabled: bool = True
     seed: int = 0
 
@@ -43,13 +55,26 @@ class CompressOptions:
         r, c = self.tile
         if not (1 <= r <= 8 and 1 <= c <= 8):
             raise UsageError(f"tile {r}x{c} is out of range", hint="tile sides must be between 1 and 8")
+        checks = [("--scope", self.scope, ("global", "layer")), ("--codebook-dtype", self.codebook_dtype, ("f32", "f16")),
+                  ("--side-dtype", self.side_dtype, ("f32", "f16")), ("--protect-dtype", self.protect_dtype, ("i8", "f16", "f32"))]  # fmt: skip
+        for flag, value, allowed in checks:
+            if value not in allowed:
+                raise UsageError(f"{flag} {value} is not one of {', '.join(allowed)}")
+
+
+# Named plans. "legonet" is the paper's literal setting, kept for comparison.
+RECIPES: dict[str, CompressOptions] = {
+    "legonet": CompressOptions(k=32, tile=(4, 4), scope="global"),
+}
+DEFAULT_RECIPE = "legonet"
 
 
 @dataclass
 class Codebook:
     name: str
     tile: tuple[int, int]
-    centroids: np.ndarray  # (K, rows*cols) float32, each tile row-major
+    centroids: np.ndarray  # (K, rows*cols), each tile row-major, exactly as stored (float32 view)
+    dtype: str = "f32"
 
     @property
     def k(self) -> int:
@@ -61,7 +86,7 @@ class Codebook:
 
     @property
     def nbytes(self) -> int:
-        return self.centroids.size * 4
+        return self.centroids.size * DTYPE_BYTES[self.dtype]
 
 
 @dataclass
@@ -74,12 +99,17 @@ class LayerWeights:
     shape: tuple[int, ...]  # original tensor shape
     rows: int  # 2-D view: output channels
     cols: int  # 2-D view: reduction length
-    storage: str  # "tiled" (codebook + packed indices) or "dense" (float32)
+    storage: str  # "tiled" (codebook + packed indices) or "dense"
     tile: tuple[int, int]
+    dtype: str = "f32"  # of dense values, or of the codebook
     codebook: str | None = None
     bits: int = 0  # packed index width
     indices: np.ndarray | None = None  # one per tile, tile-row-major
     packed: bytes = b""
+    values: np.ndarray | None = None  # dense storage: (rows, cols) as stored (f32, f16 or i8)
+    scale: np.ndarray | None = None  # per output channel, as stored (float32 view)
+    bias: np.ndarray | None = None  # per output channel, as stored (float32 view)
+    side_dtype: str = "f32"
     rel_error: float = 0.0
 
     @property
@@ -93,7 +123,10 @@ class LayerWeights:
 
     @property
     def nbytes(self) -> int:
-        return len(self.packed) if self.storage == "tiled" else self.params * 4
+        """Bytes this layer stores itself (its codebook is counted once, separately)."""
+        side = sum(a.size for a in (self.scale, self.bias) if a is not None) * DTYPE_BYTES[self.side_dtype]
+        main = len(self.packed) if self.storage == "tiled" else self.params * DTYPE_BYTES[self.dtype]
+        return main + side
 
 
 @dataclass
@@ -103,16 +136,15 @@ class CompressedModel:
     codebooks: dict[str, Codebook] = field(default_factory=dict)
 
     def matrix(self, tensor: str) -> np.ndarray:
-        """The (rows, cols) float32 matrix the C code computes with."""
+        """The effective (rows, cols) float32 weight the C code computes with."""
         lw = self.layers[tensor]
         if lw.storage == "dense":
-            raise KeyError(f"{tensor} is dense")
-        assert lw.indices is not None and lw.codebook is not None
-        cb = self.codebooks[lw.codebook]
-        r, c = lw.tile
-        tr, tc = -(-lw.rows // r), -(-lw.cols // c)
-        tiles = cb.centroids[lw.indices].reshape(tr, tc, r, c)
-        return tiles.transpose(0, 2, 1, 3).reshape(tr * r, tc * c)[: lw.rows, : lw.cols]
+            assert lw.values is not None
+            m = lw.values.astype(np.float32)
+        else:
+            assert lw.indices is not None and lw.codebook is not None
+            m = _untile(self.codebooks[lw.codebook].centroids[lw.indices], lw.rows, lw.cols, lw.tile)
+        return m * lw.scale[:, None] if lw.scale is not None else m
 
 
 def weight_matrix(node: Node, g: Graph) -> np.ndarray:
@@ -129,6 +161,13 @@ def from_matrix(node: Node, m: np.ndarray, shape: tuple[int, ...]) -> np.ndarray
     return np.ascontiguousarray(m.T if node.op == "MatMul" else m.reshape(shape), dtype=np.float32)
 
 
+def bias_of(node: Node, g: Graph) -> np.ndarray | None:
+    if node.op in ("Conv", "Gemm") and len(node.inputs) > 2 and node.inputs[2]:
+        b = g.const(node.inputs[2])
+        return None if b is None else b.reshape(-1).astype(np.float32)
+    return None
+
+
 def weighted_nodes(g: Graph) -> list[Node]:
     return [n for n in g.nodes if n.op in WEIGHTED_OPS and g.const(n.inputs[1]) is not None]
 
@@ -142,45 +181,95 @@ def tiles_of(m: np.ndarray, tile: tuple[int, int]) -> np.ndarray:
     return padded.reshape(tr, r, tc, c).transpose(0, 2, 1, 3).reshape(tr * tc, r * c)
 
 
+def _untile(tiles: np.ndarray, rows: int, cols: int, tile: tuple[int, int]) -> np.ndarray:
+    r, c = tile
+    tr, tc = -(-rows // r), -(-cols // c)
+    return tiles.reshape(tr, tc, r, c).transpose(0, 2, 1, 3).reshape(tr * r, tc * c)[:rows, :cols]
+
+
+def as_stored(x: np.ndarray, dtype: str) -> np.ndarray:
+    """Round float values to a storage type and back: exactly what the C code will read."""
+    return np.asarray(x, dtype=np.float32).astype(DTYPES[dtype]).astype(np.float32)
+
+
+def _resolve(names: tuple[str, ...], nodes: list[Node], all_names: set[str], flag: str) -> set[str]:
+    out = set()
+    for name in names:
+        if name == "first" and nodes:
+            out.add(nodes[0].name)
+        elif name == "last" and nodes:
+            out.add(nodes[-1].name)
+        elif name in all_names:
+            out.add(name)
+        else:
+            raise UsageError(f"{flag} names no node: {name}", hint="node names are listed by `lego2c inspect`")
+    return out
+
+
+def _dense(lw: LayerWeights, m: np.ndarray, dtype: str, side_dtype: str) -> None:
+    """Keep a weight dense: float32, float16, or int8 with a scale per output channel."""
+    lw.storage, lw.dtype, lw.side_dtype = "dense", dtype, side_dtype
+    if dtype == "i8":
+        scale = as_stored(np.maximum(np.abs(m).max(axis=1), 1e-30) / 127.0, side_dtype)
+        lw.values = np.clip(np.round(m / scale[:, None]), -127, 127).astype(np.int8)
+        lw.scale = scale
+    else:
+        lw.values = m.astype(DTYPES[dtype])
+
+
 def compress(g: Graph, opts: CompressOptions, progress: bool = True) -> CompressedModel:
-    """Cluster every non-excluded weight's tiles into one global codebook."""
+    """Store every weight by the plan `opts` describes; cluster the tiled ones."""
     opts.validate()
     result = CompressedModel(opts)
     nodes = weighted_nodes(g)
     names = {n.name for n in g.nodes}
-    unknown = [e for e in opts.exclude if e not in names]
-    if unknown:
-        raise UsageError(
-            f"--exclude names no node: {', '.join(unknown)}",
-            hint="node names are listed by `lego2c inspect`",
-        )
-    clustered: list[tuple[LayerWeights, np.ndarray]] = []
+    excluded = _resolve(opts.exclude, nodes, names, "--exclude")
+    protected = _resolve(opts.protect, nodes, names, "--protect") - excluded
+    groups: dict[str, list[tuple[LayerWeights, np.ndarray]]] = {}
     for node in nodes:
-        m = weight_matrix(node, g)
+        m = weight_matrix(node, g).astype(np.float32)
         lw = LayerWeights(node.name, node.inputs[1], node.op, g.shape(node.inputs[1]), m.shape[0], m.shape[1],
                           storage="dense", tile=opts.tile)  # fmt: skip
         result.layers[lw.tensor] = lw
-        if opts.enabled and node.name not in opts.exclude:
-            lw.storage = "tiled"
-            lw.codebook = "global"
-            clustered.append((lw, tiles_of(m, opts.tile)))
-    if not clustered:
-        return result
-    all_tiles = np.concatenate([t for _, t in clustered])
-    centroids, labels = _cluster(all_tiles, opts.k, opts.seed, progress)
-    cb = Codebook("global", opts.tile, centroids)
-    result.codebooks[cb.name] = cb
-    start = 0
-    for lw, t in clustered:
-        lw.indices = labels[start : start + len(t)]
-        start += len(t)
-        lw.bits = cb.bits
-        lw.packed = pack_indices(lw.indices, cb.bits)
-        lw.rel_error = float(np.linalg.norm(cb.centroids[lw.indices] - t)) / (float(np.linalg.norm(t)) or 1.0)
+        bias = bias_of(node, g)
+        if not opts.enabled or node.name in excluded:
+            _dense(lw, m, "f32", "f32")
+            lw.bias = bias
+            continue
+        lw.bias = None if bias is None else as_stored(bias, opts.side_dtype)
+        if node.name in protected:
+            _dense(lw, m, opts.protect_dtype, opts.side_dtype)
+            lw.rel_error = _rel_error(result.matrix(lw.tensor), m)
+            continue
+        lw.storage, lw.side_dtype, lw.dtype = "tiled", opts.side_dtype, opts.codebook_dtype
+        if opts.channel_scales:
+            lw.scale = as_stored(np.maximum(np.abs(m).max(axis=1), 1e-30), opts.side_dtype)
+            m = m / lw.scale[:, None]
+        lw.codebook = "global" if opts.scope == "global" else lw.node
+        groups.setdefault(lw.codebook, []).append((lw, tiles_of(m, opts.tile)))
+    for i, (name, members) in enumerate(groups.items()):
+        all_tiles = np.concatenate([t for _, t in members])
+        centroids, labels = _cluster(all_tiles, opts.k, opts.seed, progress, f"[{i + 1}/{len(groups)}] {name}")
+        cb = Codebook(name, opts.tile, as_stored(centroids, opts.codebook_dtype), opts.codebook_dtype)
+        result.codebooks[name] = cb
+        start = 0
+        for lw, t in members:
+            lw.indices = labels[start : start + len(t)]
+            start += len(t)
+            lw.bits = cb.bits
+            lw.packed = pack_indices(lw.indices, cb.bits)
+    for node in nodes:
+        lw = result.layers[node.inputs[1]]
+        if lw.storage == "tiled":
+            lw.rel_error = _rel_error(result.matrix(lw.tensor), weight_matrix(node, g))
     return result
 
 
-def _cluster(x: np.ndarray, k: int, seed: int, progress: bool) -> tuple[np.ndarray, np.ndarray]:
+def _rel_error(approx: np.ndarray, exact: np.ndarray) -> float:
+    return float(np.linalg.norm(approx - exact)) / (float(np.linalg.norm(exact)) or 1.0)
+
+
+def _cluster(x: np.ndarray, k: int, seed: int, progress: bool, label: str) -> tuple[np.ndarray, np.ndarray]:
     """k-means with a fixed seed; exact when there are no more distinct tiles than K."""
     uniq, inverse = np.unique(x, axis=0, return_inverse=True)
     if len(uniq) <= k:
@@ -189,7 +278,7 @@ def _cluster(x: np.ndarray, k: int, seed: int, progress: bool) -> tuple[np.ndarr
     fit = x if len(x) <= FIT_SAMPLE else x[np.sort(rng.choice(len(x), FIT_SAMPLE, replace=False))]
     columns = [SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn()]
     with Progress(*columns, transient=True, disable=not progress) as bar:
-        task = bar.add_task(f"k-means: {len(x)} tiles -> K={k}", total=len(x))
+        task = bar.add_task(f"k-means {label}: {len(x)} tiles -> K={k}", total=len(x))
         km = KMeans(n_clusters=k, n_init=1, random_state=seed, max_iter=100).fit(fit.astype(np.float64))
         centroids = km.cluster_centers_.astype(np.float32)
         labels = np.empty(len(x), dtype=np.int64)
@@ -202,11 +291,13 @@ def _cluster(x: np.ndarray, k: int, seed: int, progress: bool) -> tuple[np.ndarr
 
 
 def reconstructed_weights(g: Graph, cm: CompressedModel) -> dict[str, np.ndarray]:
-    """Each tiled weight as the C code sees it, in the tensor's original shape."""
-    by_tensor = {n.inputs[1]: n for n in weighted_nodes(g)}
-    return {
-        name: from_matrix(by_tensor[name], cm.matrix(name), lw.shape)
-        for name, lw in cm.layers.items()
-        if lw.storage == "tiled"
-    }
-
+    """Each stored weight and bias as the C code sees it, in the tensors' original shapes."""
+    out: dict[str, np.ndarray] = {}
+    for node in weighted_nodes(g):
+        lw = cm.layers[node.inputs[1]]
+        if lw.storage == "dense" and lw.dtype == "f32":
+            continue  # stored exactly
+        out[lw.tensor] = from_matrix(node, cm.matrix(lw.tensor), lw.shape)
+        if lw.bias is not None:
+            out[node.inputs[2]] = lw.bias.reshape(g.shape(node.inputs[2]))
+    return out

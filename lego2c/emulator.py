@@ -7,6 +7,7 @@ models no pipeline, caches or flash wait states).
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import os
 import shutil
@@ -103,9 +104,11 @@ def run_qemu(
     machine: str = "mps2-an500",
     timeout: float = 60,
     count_window: tuple[int, int] | None = None,
+    profile: Path | None = None,
 ) -> QemuResult:
     """Run ``elf`` to completion. ``count_window`` = (start, stop) instruction addresses: the
-    instructions from start (inclusive) to stop (exclusive) are counted each time through."""
+    instructions from start (inclusive) to stop (exclusive) are counted each time through.
+    ``profile``: also write each executed address's instruction count there."""
     if shutil.which(QEMU) is None:
         raise ToolchainMissingError(f"'{QEMU}' is not installed", hint=QEMU_INSTALL_HINT)
     plugin = build_plugin()
@@ -114,6 +117,8 @@ def run_qemu(
         plugin_args = [str(plugin), f"outfile={counts_file}"]
         if count_window is not None:
             plugin_args += [f"start={count_window[0]:#x}", f"stop={count_window[1]:#x}"]
+        if profile is not None:
+            plugin_args.append(f"profile={profile}")
         cmd = [
             QEMU, "-M", machine, "-nographic", "-monitor", "none",
             "-semihosting-config", "enable=on,target=native",
@@ -146,3 +151,22 @@ def run_qemu(
         window_instructions=int(counts["window"]),
         windows=int(counts["windows"]),
     )
+
+
+def function_profile(elf: Path, profile: Path) -> list[tuple[str, int]]:
+    """Executed instructions per function, most first, from a `profile=` file of run_qemu."""
+    with elf.open("rb") as f:
+        symtab = ELFFile(f).get_section_by_name(".symtab")
+        funcs = sorted(
+            ((int(s["st_value"]) & ~1, int(s["st_size"]), s.name) for s in symtab.iter_symbols()
+             if s["st_info"]["type"] == "STT_FUNC" and s["st_size"]),
+        ) if isinstance(symtab, SymbolTableSection) else []  # fmt: skip
+    starts = [start for start, _, _ in funcs]
+    totals: dict[str, int] = {}
+    for line in profile.read_text().splitlines():
+        addr_text, count = line.split()
+        addr = int(addr_text, 16)
+        i = bisect.bisect_right(starts, addr) - 1
+        name = funcs[i][2] if i >= 0 and addr < funcs[i][0] + funcs[i][1] else f"0x{addr:x}"
+        totals[name] = totals.get(name, 0) + int(count)
+    return sorted(totals.items(), key=lambda kv: (-kv[1], kv[0]))

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 import onnx.inliner
-from google.protobuf.message import DecodeError
+from google.protobuf.message import DecodeError, Message
 from onnx import helper, numpy_helper, shape_inference
 
 from . import ops
@@ -41,6 +41,8 @@ def load_model(path: str | Path, input_shape: list[int] | None = None) -> Graph:
         raise UnsupportedModelError(f"shape inference failed: {_first_line(e)}") from None
     graph = _to_ir(model)
     _simplify(graph)
+    _check_io(graph)
+    _refuse_nonfinite_weights(graph)
     problems = ops.unsupported_nodes(graph)
     if problems:
         lines = [f"{op}: {', '.join(nodes)}" for op, nodes in sorted(problems.items())]
@@ -64,18 +66,61 @@ def _read(path: Path) -> onnx.ModelProto:
         raise UsageError(f"cannot read '{path}': no such file")
     try:
         model = onnx.load(str(path))
-    except (DecodeError, ValueError, RuntimeError, OSError) as e:
+    # ValidationError: external data that is missing or outside the model's directory.
+    except (DecodeError, ValueError, RuntimeError, OSError, onnx.checker.ValidationError) as e:
         raise UsageError(
             f"'{path}' is not a readable ONNX model ({_first_line(e)})",
             hint="the file may be truncated or corrupted; export it again",
         ) from None
     if not model.graph.node:
         raise UsageError(f"'{path}' is not a readable ONNX model (it has no graph nodes)")
+    bad_text = _non_utf8_field(model)
+    if bad_text:
+        raise UsageError(f"'{path}' is not a readable ONNX model (field {bad_text} is not UTF-8 text)",
+                         hint="the file may be truncated or corrupted; export it again")  # fmt: skip
     try:
         onnx.checker.check_model(model)
     except onnx.checker.ValidationError as e:
         raise UnsupportedModelError(f"the ONNX checker rejects '{path}': {_first_line(e)}") from None
+    _check_tensor_data(model)
     return model
+
+
+def _non_utf8_field(msg: Message) -> str | None:
+    """The first string field holding invalid UTF-8, if any.
+
+    protobuf's upb backend parses such a field without complaint and returns `bytes` instead
+    of `str`, which breaks every name lookup and f-string downstream.
+    """
+    for fd, value in msg.ListFields():
+        if fd.type not in (fd.TYPE_STRING, fd.TYPE_MESSAGE):
+            continue
+        for v in [value] if isinstance(value, (str, bytes, Message)) else value:
+            if fd.type == fd.TYPE_STRING and isinstance(v, bytes):
+                return fd.full_name
+            if fd.type == fd.TYPE_MESSAGE and (inner := _non_utf8_field(v)):
+                return inner
+    return None
+
+
+def _check_tensor_data(model: onnx.ModelProto) -> None:
+    """Refuse initializers and Constant values whose bytes disagree with their dims and dtype.
+
+    The checker does not compare raw_data's length with the dims; numpy would fail later.
+    """
+    tensors = list(model.graph.initializer) + [
+        a.t for n in model.graph.node if n.op_type == "Constant" for a in n.attribute if a.HasField("t")
+    ]
+    for t in tensors:
+        if t.data_type not in onnx.TensorProto.DataType.values():  # numpy_helper would raise KeyError
+            raise UnsupportedModelError(f"tensor '{t.name}' has unknown data type {t.data_type}")
+        try:
+            numpy_helper.to_array(t)
+        except (ValueError, TypeError) as e:
+            raise UnsupportedModelError(
+                f"tensor '{t.name}' is malformed: {_first_line(e)}",
+                hint="the file may be corrupted; export it again",
+            ) from None
 
 
 def _check_opset(model: onnx.ModelProto) -> None:
@@ -231,6 +276,20 @@ def _simplify(g: Graph) -> None:
     for t in g.tensors.values():
         if t.is_const and t.data.dtype.kind == "f":  # type: ignore[union-attr]
             t.data = t.data.astype(np.float32)  # type: ignore[union-attr]
+
+
+def _check_io(g: Graph) -> None:
+    """After folding, the output must still be computed from the one input by some node."""
+    if not g.nodes or len(g.inputs) != 1 or any(g.tensors[o].is_const for o in g.outputs):
+        raise UnsupportedModelError("the model's output does not depend on its input: nothing to compile")
+
+
+def _refuse_nonfinite_weights(g: Graph) -> None:
+    """NaN or Inf in a weight (often from folding a BN with a negative variance) cannot be clustered."""
+    for n in g.nodes:
+        w = g.const(n.inputs[1]) if n.op in ("Conv", "Gemm", "MatMul") and len(n.inputs) > 1 else None
+        if w is not None and w.dtype.kind == "f" and not np.isfinite(w).all():
+            raise UnsupportedModelError(f"{n.op} '{n.name}': the weight holds NaN or Inf values")
 
 
 def _rename_uses(g: Graph, old: str, new: str) -> None:

@@ -28,8 +28,7 @@ class KernelCall:
     params: dict[str, int | float | list[int]]
     inputs: list[str]  # activations and constants read, in argument order
     outputs: list[str]
-    weight: str | None = None  # the clusterable weight (Conv/Gemm/MatMul)
-    bias: str | None = None
+    weight: str | None = None  # the clusterable weight (Conv/Gemm/MatMul); its bias travels with it
     macs: int = 0
     view: bool = False  # output is input 0 reinterpreted: no code, no copy
     inplace: bool = False  # output may reuse input 0's buffer (elementwise, same size)
@@ -99,10 +98,32 @@ def lower_conv(node: Node, g: Graph) -> KernelCall:
     groups = int(node.attrs.get("group", 1))
     p = dict(in_c=c, in_h=h, in_w=wd, out_c=oc, out_h=oh, out_w=ow, groups=groups)
     p |= _window(node, g, list(w.shape[2:]))
-    bias = node.inputs[2] if len(node.inputs) > 2 and node.inputs[2] else None
     macs = oc * oh * ow * int(np.prod(w.shape[1:]))
     return KernelCall("lego_conv2d_f32", "lego_conv2d_params_t", p, [node.inputs[0]], node.outputs,
-                      weight=node.inputs[1], bias=bias, macs=macs)  # fmt: skip
+                      weight=node.inputs[1], macs=macs)  # fmt: skip
+
+
+def conv_scratch_floats(p: dict[str, int | float | list[int]], tile: tuple[int, int]) -> tuple[int, int]:
+    """(planes, floats) of padded-input scratch the blocked conv kernel needs for this tile shape.
+
+    Mirrors lego_conv_scratch_planes() in runtime/lego_conv.c: (0, 0) when the conv has no
+    padding or the blocked kernel does not handle it (the reference kernel needs none).
+    """
+    i = {k: int(v) for k, v in p.items() if not isinstance(v, list)}
+    taps, cin_g, cout_g = i["k_h"] * i["k_w"], i["in_c"] // i["groups"], i["out_c"] // i["groups"]
+    r, c = tile
+    if cin_g == 1 and cout_g == 1 and i["k_h"] == 3 and i["k_w"] == 3 and r <= 8 and c * -(-9 // c) <= 16:
+        planes = 1
+    elif i["groups"] == 1 and tile == (4, 4) and i["out_c"] % 4 == 0:
+        planes = (c - 1 + taps - 1) // taps + 1
+    else:
+        return 0, 0
+    if not (i["pad_top"] or i["pad_left"] or i["pad_bottom"] or i["pad_right"]):
+        return 0, 0
+    planes = min(planes, i["in_c"])
+    hp = i["in_h"] + i["pad_top"] + i["pad_bottom"]
+    wp = i["in_w"] + i["pad_left"] + i["pad_right"]
+    return planes, planes * hp * wp
 
 
 def lower_gemm(node: Node, g: Graph) -> KernelCall:
@@ -117,10 +138,9 @@ def lower_gemm(node: Node, g: Graph) -> KernelCall:
         raise Unsupported("internal: Gemm not canonicalised")  # the frontend guarantees it
     n, k = w.shape
     rows = int(np.prod(g.shape(node.outputs[0]))) // n
-    bias = node.inputs[2] if len(node.inputs) > 2 and node.inputs[2] else None
     p = dict(rows=rows, in_features=k, out_features=n)
     return KernelCall("lego_fc_f32", "lego_fc_params_t", p, [node.inputs[0]], node.outputs,
-                      weight=node.inputs[1], bias=bias, macs=rows * n * k)  # fmt: skip
+                      weight=node.inputs[1], macs=rows * n * k)  # fmt: skip
 
 
 def lower_matmul(node: Node, g: Graph) -> KernelCall:

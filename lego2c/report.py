@@ -56,17 +56,17 @@ def layer_table(cm: CompressedModel, code: GeneratedModel, title: str) -> Table:
         params = ""
         if lw is not None:
             params = f"{lw.params}"
+            err = f"{lw.rel_error:.3f}" if lw.rel_error else ""
             if lw.storage == "tiled":
-                storage = f"{lw.tile[0]}x{lw.tile[1]} {lw.bits}b"
+                storage = f"{lw.tile[0]}x{lw.tile[1]} {lw.bits}b" + (" +scale" if lw.scale is not None else "")
                 tiles = f"{lw.n_tiles}"
-                err = f"{lw.rel_error:.3f}"
             else:
-                storage = "dense f32"
+                storage = f"dense {lw.dtype}"
         t.add_row(str(lc.index), lc.name, lc.op, "x".join(map(str, lc.out_shape)), params,
                   f"{lc.macs:,}" if lc.macs else "", storage, tiles,
                   f"{lc.flash_bytes:,}" if lc.flash_bytes else "", err)  # fmt: skip
     for cb in cm.codebooks.values():
-        t.add_row("", f"codebook '{cb.name}'", "", "", "", "", f"K={cb.k}", "", f"{cb.nbytes:,}", "")
+        t.add_row("", f"codebook '{cb.name}'", "", "", "", "", f"K={cb.k} {cb.dtype}", "", f"{cb.nbytes:,}", "")
     return t
 
 

@@ -21,4 +21,4 @@ def data_dir(name: str) -> Path:
 
 def runtime_sources() -> list[Path]:
     d = data_dir("runtime")
-    return sorted(d.glob("*.c")) + sorted(d.glob("*.h"))
+    return sorted(d.glob("*.c")) + sorted(d.glob("*.S")) + sorted(d.glob("*.h"))

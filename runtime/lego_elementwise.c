@@ -9,25 +9,38 @@ int lego_unary_f32(const lego_unary_params_t *p, const float *in, float *out)
 {
     if (p == NULL || in == NULL || out == NULL) return LEGO_ERR_NULL;
     const float a = p->alpha, b = p->beta;
-    for (int32_t i = 0; i < p->size; i++) {
-        const float x = in[i];
-        float y;
-        switch (p->op) {
-        case LEGO_RELU: y = x > 0.0f ? x : 0.0f; break;
-        case LEGO_CLIP: y = x < a ? a : (x > b ? b : x); break;
-        case LEGO_LEAKY_RELU: y = x >= 0.0f ? x : a * x; break;
-        case LEGO_SIGMOID: y = lego_sigmoid(x); break;
-        case LEGO_TANH: y = tanhf(x); break;
-        case LEGO_HARD_SIGMOID: y = a * x + b; y = y < 0.0f ? 0.0f : (y > 1.0f ? 1.0f : y); break;
-        case LEGO_HARD_SWISH: {
-            float h = x / 6.0f + 0.5f;
+    const int32_t n = p->size;
+    /* One loop per op, so the common ones (ReLU, clipping) vectorise and carry no dispatch. */
+    switch (p->op) {
+    case LEGO_RELU:
+        for (int32_t i = 0; i < n; i++) out[i] = in[i] > 0.0f ? in[i] : 0.0f;
+        break;
+    case LEGO_CLIP:
+        for (int32_t i = 0; i < n; i++) out[i] = in[i] < a ? a : (in[i] > b ? b : in[i]);
+        break;
+    case LEGO_LEAKY_RELU:
+        for (int32_t i = 0; i < n; i++) out[i] = in[i] >= 0.0f ? in[i] : a * in[i];
+        break;
+    case LEGO_SIGMOID:
+        for (int32_t i = 0; i < n; i++) out[i] = lego_sigmoid(in[i]);
+        break;
+    case LEGO_TANH:
+        for (int32_t i = 0; i < n; i++) out[i] = tanhf(in[i]);
+        break;
+    case LEGO_HARD_SIGMOID:
+        for (int32_t i = 0; i < n; i++) {
+            const float y = a * in[i] + b;
+            out[i] = y < 0.0f ? 0.0f : (y > 1.0f ? 1.0f : y);
+        }
+        break;
+    case LEGO_HARD_SWISH:
+        for (int32_t i = 0; i < n; i++) {
+            float h = in[i] / 6.0f + 0.5f;
             h = h < 0.0f ? 0.0f : (h > 1.0f ? 1.0f : h);
-            y = x * h;
-            break;
+            out[i] = in[i] * h;
         }
-        default: return LEGO_ERR_PARAM;
-        }
-        out[i] = y;
+        break;
+    default: return LEGO_ERR_PARAM;
     }
     return LEGO_OK;
 }

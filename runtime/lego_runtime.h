@@ -26,21 +26,43 @@ extern "C" {
 
 /* ---- weights ----------------------------------------------------------- */
 
+typedef enum { LEGO_F32 = 0, LEGO_F16 = 1, LEGO_I8 = 2 } lego_dtype_t;
+
 typedef enum {
-    LEGO_W_DENSE_F32 = 0, /* rows x cols float32, row-major */
-    LEGO_W_TILED_F32 = 1  /* codebook of float32 tiles + packed indices */
+    LEGO_W_DENSE = 0, /* rows x cols values, row-major */
+    LEGO_W_TILED = 1  /* a codebook of tiles + one packed index per tile */
 } lego_weight_kind_t;
 
-/* One layer's weight viewed as a (rows = out channels) x (cols = reduction) matrix. */
+/* One layer's weight viewed as a (rows = out channels) x (cols = reduction) matrix, with its
+ * per-row scale and bias. The effective weight is values * row_scale[row]. */
 typedef struct {
     int32_t kind;                 /* lego_weight_kind_t */
+    int32_t dtype;                /* lego_dtype_t of `values` */
     int32_t rows, cols;           /* logical matrix shape */
     int32_t tile_rows, tile_cols; /* tile shape; dense weights are walked in tiles too */
-    int32_t index_bits;           /* width of one packed index */
-    const float *dense;           /* LEGO_W_DENSE_F32 */
-    const float *codebook;        /* LEGO_W_TILED_F32: K x (tile_rows*tile_cols) */
-    const uint8_t *indices;       /* LEGO_W_TILED_F32: packed, tile-row-major */
+    int32_t index_bits;           /* width of one packed index (tiled) */
+    const void *values;           /* dense: rows x cols; tiled: codebook, K x (tile_rows*tile_cols) */
+    const uint8_t *indices;       /* tiled: packed, tile-row-major */
+    int32_t side_dtype;           /* lego_dtype_t of row_scale and bias: LEGO_F32 or LEGO_F16 */
+    const void *row_scale;        /* per output channel, or NULL for 1 */
+    const void *bias;             /* per output channel, or NULL for 0 */
 } lego_weights_t;
+
+/* IEEE half to float, exactly (used only when decoding a tile or a side value). */
+static inline float lego_f16_to_f32(uint16_t h)
+{
+    const uint32_t sign = (uint32_t)(h & 0x8000u) << 16, exp = (h >> 10) & 0x1fu, man = h & 0x3ffu;
+    union { uint32_t u; float f; } v;
+    if (exp == 0u) { /* zero or subnormal: man * 2^-24 */
+        v.f = (float)man * 5.9604644775390625e-08f;
+        v.u |= sign;
+    } else if (exp == 31u) {
+        v.u = sign | 0x7f800000u | (man << 13);
+    } else {
+        v.u = sign | ((exp + 112u) << 23) | (man << 13);
+    }
+    return v.f;
+}
 
 /* Index of tile t in a packed stream (LSB first; the stream carries 2 padding bytes). */
 static inline uint32_t lego_unpack_index(const uint8_t *stream, uint32_t t, uint32_t bits)
@@ -51,12 +73,21 @@ static inline uint32_t lego_unpack_index(const uint8_t *stream, uint32_t t, uint
     return (word >> (bit & 7u)) & ((1u << bits) - 1u);
 }
 
-/* Copy tile (tr, tc) into `tile` (tile_rows x tile_cols, row-major); edge tiles are
- * zero-padded. Returns the tile shape actually inside the matrix via *nr, *nc. */
+/* Decode tile (tr, tc) as float into `tile` (tile_rows x tile_cols, row-major), without the
+ * row scale; edge tiles are zero-padded. The tile shape inside the matrix goes to *nr, *nc. */
 void lego_weights_tile(const lego_weights_t *w, int32_t tr, int32_t tc, float *tile,
                        int32_t *nr, int32_t *nc);
 
+/* Row scale (1 if none) and bias (0 if none) of one output channel. */
+float lego_weights_scale(const lego_weights_t *w, int32_t row);
+float lego_weights_bias(const lego_weights_t *w, int32_t row);
+
 int lego_weights_check(const lego_weights_t *w);
+
+/* Start `n` outputs of each row: bias if there is no row scale, else 0 (the scale and bias are
+ * applied once at the end by lego_weights_finish). Rows are `stride` floats apart. */
+void lego_weights_start(const lego_weights_t *w, float *out, int32_t n, int32_t stride, int32_t rows);
+void lego_weights_finish(const lego_weights_t *w, float *out, int32_t n, int32_t stride, int32_t rows);
 
 /* ---- convolution and fully connected ----------------------------------- */
 
@@ -66,11 +97,23 @@ typedef struct {
     int32_t k_h, k_w, stride_h, stride_w, dil_h, dil_w;
     int32_t pad_top, pad_left, pad_bottom, pad_right;
     int32_t groups;
+    int32_t scratch_planes; /* padded input planes the scratch buffer holds (0: none) */
 } lego_conv2d_params_t;
 
-/* NCHW convolution (batch 1); bias may be NULL. */
-int lego_conv2d_f32(const lego_conv2d_params_t *p, const lego_weights_t *w, const float *bias,
-                    const float *in, float *out);
+#define LEGO_MAX_CONV_SLOTS 8
+
+/* NCHW convolution (batch 1). lego_conv2d_ref_f32 is the plain reference; lego_conv2d_f32 is
+ * the tile-blocked kernel (the reference when built with -DLEGO_REFERENCE_KERNELS). `scratch`
+ * holds p->scratch_planes zero-padded input planes of (in_h + pads) x (in_w + pads) floats;
+ * it may be NULL for unpadded convs. */
+int lego_conv2d_f32(const lego_conv2d_params_t *p, const lego_weights_t *w, const float *in, float *out,
+                    float *scratch);
+int lego_conv2d_ref_f32(const lego_conv2d_params_t *p, const lego_weights_t *w, const float *in, float *out,
+                        float *scratch);
+
+/* Padded planes the blocked kernel needs for this conv and tile shape, or -1 if it does not
+ * block it (the reference runs). The compiler sizes scratch with the same rule. */
+int32_t lego_conv_scratch_planes(const lego_conv2d_params_t *p, int32_t tile_rows, int32_t tile_cols);
 
 typedef struct {
     int32_t rows;         /* independent input rows (leading dims of a MatMul) */
@@ -78,9 +121,9 @@ typedef struct {
     int32_t out_features; /* N */
 } lego_fc_params_t;
 
-/* out[m][n] = bias[n] + sum_k W[n][k] * in[m][k]; bias may be NULL. */
-int lego_fc_f32(const lego_fc_params_t *p, const lego_weights_t *w, const float *bias,
-                const float *in, float *out);
+/* out[m][n] = bias[n] + sum_k W[n][k] * in[m][k]. */
+int lego_fc_f32(const lego_fc_params_t *p, const lego_weights_t *w, const float *in, float *out);
+int lego_fc_ref_f32(const lego_fc_params_t *p, const lego_weights_t *w, const float *in, float *out);
 
 /* ---- elementwise -------------------------------------------------------- */
 

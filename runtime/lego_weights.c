@@ -1,40 +1,84 @@
-/* Tile access shared by every weighted kernel: one decode path per storage kind. */
+/* Weight access shared by every weighted kernel: one decode path per storage kind. */
 #include "lego_runtime.h"
 
 #include <string.h>
 
+static float lego_load(const void *base, int32_t dtype, int32_t i)
+{
+    switch (dtype) {
+    case LEGO_F16: return lego_f16_to_f32(((const uint16_t *)base)[i]);
+    case LEGO_I8: return (float)((const int8_t *)base)[i];
+    default: return ((const float *)base)[i];
+    }
+}
+
 int lego_weights_check(const lego_weights_t *w)
 {
-    if (w == NULL) return LEGO_ERR_NULL;
+    if (w == NULL || w->values == NULL) return LEGO_ERR_NULL;
     if (w->rows <= 0 || w->cols <= 0 || w->tile_rows <= 0 || w->tile_cols <= 0 ||
-        w->tile_rows * w->tile_cols > LEGO_MAX_TILE)
+        w->tile_rows * w->tile_cols > LEGO_MAX_TILE || w->dtype < LEGO_F32 || w->dtype > LEGO_I8 ||
+        w->side_dtype < LEGO_F32 || w->side_dtype > LEGO_F16)
         return LEGO_ERR_PARAM;
-    if (w->kind == LEGO_W_DENSE_F32) return w->dense ? LEGO_OK : LEGO_ERR_NULL;
-    if (w->kind == LEGO_W_TILED_F32) {
-        if (w->codebook == NULL || w->indices == NULL) return LEGO_ERR_NULL;
+    if (w->kind == LEGO_W_DENSE) return LEGO_OK;
+    if (w->kind == LEGO_W_TILED) {
+        if (w->indices == NULL) return LEGO_ERR_NULL;
         return (w->index_bits >= 1 && w->index_bits <= 16) ? LEGO_OK : LEGO_ERR_PARAM;
     }
     return LEGO_ERR_PARAM;
 }
 
+float lego_weights_scale(const lego_weights_t *w, int32_t row)
+{
+    return w->row_scale ? lego_load(w->row_scale, w->side_dtype, row) : 1.0f;
+}
+
+float lego_weights_bias(const lego_weights_t *w, int32_t row)
+{
+    return w->bias ? lego_load(w->bias, w->side_dtype, row) : 0.0f;
+}
+
+void lego_weights_start(const lego_weights_t *w, float *out, int32_t n, int32_t stride, int32_t rows)
+{
+    for (int32_t r = 0; r < rows; r++) {
+        const float b = w->row_scale ? 0.0f : lego_weights_bias(w, r);
+        for (int32_t i = 0; i < n; i++) out[r * stride + i] = b;
+    }
+}
+
+void lego_weights_finish(const lego_weights_t *w, float *out, int32_t n, int32_t stride, int32_t rows)
+{
+    if (w->row_scale == NULL) return;
+    for (int32_t r = 0; r < rows; r++) {
+        const float s = lego_weights_scale(w, r), b = lego_weights_bias(w, r);
+        for (int32_t i = 0; i < n; i++) out[r * stride + i] = out[r * stride + i] * s + b;
+    }
+}
+
 void lego_weights_tile(const lego_weights_t *w, int32_t tr, int32_t tc, float *tile,
                        int32_t *nr, int32_t *nc)
 {
-    const int32_t r0 = tr * w->tile_rows, c0 = tc * w->tile_cols;
-    const int32_t rows = (w->rows - r0 < w->tile_rows) ? w->rows - r0 : w->tile_rows;
-    const int32_t cols = (w->cols - c0 < w->tile_cols) ? w->cols - c0 : w->tile_cols;
-    *nr = rows;
-    *nc = cols;
-    if (w->kind == LEGO_W_TILED_F32) {
+    const int32_t r0 = tr * w->tile_rows, c0 = tc * w->tile_cols, n = w->tile_rows * w->tile_cols;
+    *nr = (w->rows - r0 < w->tile_rows) ? w->rows - r0 : w->tile_rows;
+    *nc = (w->cols - c0 < w->tile_cols) ? w->cols - c0 : w->tile_cols;
+    if (w->kind == LEGO_W_TILED) {
         const int32_t tiles_per_row = (w->cols + w->tile_cols - 1) / w->tile_cols;
         const uint32_t t = (uint32_t)(tr * tiles_per_row + tc);
-        const int32_t n = w->tile_rows * w->tile_cols;
-        const float *src = w->codebook + (int32_t)lego_unpack_index(w->indices, t, (uint32_t)w->index_bits) * n;
-        memcpy(tile, src, (size_t)n * sizeof(float));
+        const int32_t base = (int32_t)lego_unpack_index(w->indices, t, (uint32_t)w->index_bits) * n;
+        if (w->dtype == LEGO_F32) {
+            memcpy(tile, (const float *)w->values + base, (size_t)n * sizeof(float));
+        } else {
+            for (int32_t i = 0; i < n; i++) tile[i] = lego_load(w->values, w->dtype, base + i);
+        }
         return;
     }
-    for (int32_t i = 0; i < w->tile_rows; i++)
-        for (int32_t j = 0; j < w->tile_cols; j++)
-            tile[i * w->tile_cols + j] =
-                (i < rows && j < cols) ? w->dense[(r0 + i) * w->cols + c0 + j] : 0.0f;
+    for (int32_t i = 0; i < w->tile_rows; i++) {
+        float *row = tile + i * w->tile_cols;
+        const int32_t from = (r0 + i) * w->cols + c0, n_in = i < *nr ? *nc : 0;
+        if (w->dtype == LEGO_F32) {
+            memcpy(row, (const float *)w->values + from, (size_t)n_in * sizeof(float));
+        } else {
+            for (int32_t j = 0; j < n_in; j++) row[j] = lego_load(w->values, w->dtype, from + j);
+        }
+        for (int32_t j = n_in; j < w->tile_cols; j++) row[j] = 0.0f;
+    }
 }

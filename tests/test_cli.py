@@ -142,7 +142,7 @@ def test_qemu_missing_and_timeout(zoo: dict[str, Path], tmp_path: Path) -> None:
     assert lego2c("build", zoo["cnn"], "--board", "qemu-m7", "-o", out).returncode == 0
     fails(lego2c("run", out, env=_path_without(tmp_path, "qemu-system-arm")), ToolchainMissingError.exit_code,
           "qemu-system-arm", "apt-get install")  # fmt: skip
-    fails(lego2c("run", out, "--timeout", "0.05"), EmulatorError.exit_code, "did not finish")
+    fails(lego2c("run", out, "--timeout", "0.001"), EmulatorError.exit_code, "did not finish")
 
 
 def test_run_on_a_folder_that_is_no_build(tmp_path: Path) -> None:

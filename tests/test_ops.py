@@ -37,12 +37,24 @@ def finish(graph: onnx.GraphProto, opset: int = 17) -> onnx.ModelProto:
     return onnx.shape_inference.infer_shapes(model, strict_mode=True)
 
 
-def check(model: onnx.ModelProto, tmp_path: Path, compress: bool = False) -> None:
+# Storage plans every weighted kernel must handle: a generic tile, LegoNet's 4x4 (the blocked
+# kernels' fast path), and a mixed plan (per-layer codebooks, scales, float16, int8 protection).
+PLANS = {
+    "dense": CompressOptions(enabled=False),
+    "tiles2x3": CompressOptions(k=8, tile=(2, 3)),
+    "tiles4x4": CompressOptions(k=16, tile=(4, 4)),
+    "mixed": CompressOptions(k=16, tile=(1, 2), scope="layer", channel_scales=True, codebook_dtype="f16",
+                             side_dtype="f16"),
+    "protected_i8": CompressOptions(k=8, protect=("first",), protect_dtype="i8", side_dtype="f16"),
+}
+REFERENCE = "-DLEGO_REFERENCE_KERNELS"
+
+
+def check(model: onnx.ModelProto, tmp_path: Path, plan: str = "dense", cflags: str = "") -> None:
     path = tmp_path / "m.onnx"
     onnx.save(model, str(path))
-    opts = CompressOptions(k=8, tile=(2, 3)) if compress else CompressOptions(enabled=False)
-    c = compile_model(path, opts, progress=False)
-    run = build_host(c, tmp_path / "out")
+    c = compile_model(path, PLANS[plan], progress=False)
+    run = build_host(c, tmp_path / "out", extra_cflags=cflags)
     assert run.output.rc == 0
     assert run.output.values.size == run.reference.size
     assert run.max_error <= run.allowed, f"max error {run.max_error} > {run.allowed}"
@@ -67,34 +79,35 @@ CONV_CASES = {
 }
 
 
-@pytest.mark.parametrize("compress", [False, True], ids=["dense", "clustered"])
+@pytest.mark.parametrize("plan, cflags", [(p, "") for p in sorted(PLANS)] + [("dense", REFERENCE), ("tiles4x4", REFERENCE)])
 @pytest.mark.parametrize("case", sorted(CONV_CASES))
-def test_conv(case: str, compress: bool, tmp_path: Path) -> None:
+def test_conv(case: str, plan: str, cflags: str, tmp_path: Path) -> None:
     c = CONV_CASES[case]
     consts = {"W": w(*c["w"]), "B": w(c["w"][0])}
-    check(single_node_model("Conv", c["in_shape"], consts, **c["attrs"]), tmp_path, compress)
+    check(single_node_model("Conv", c["in_shape"], consts, **c["attrs"]), tmp_path, plan, cflags)
 
 
-@pytest.mark.parametrize("compress", [False, True], ids=["dense", "clustered"])
+@pytest.mark.parametrize("plan", sorted(PLANS))
 @pytest.mark.parametrize(
     "trans_a, trans_b, alpha, beta, bias_shape",
     [(0, 0, 1.0, 1.0, (7,)), (0, 1, 0.5, 2.0, (1, 7)), (1, 1, 1.5, 1.0, (7,)), (0, 0, 1.0, 1.0, None)],
 )
 def test_gemm(trans_a: int, trans_b: int, alpha: float, beta: float, bias_shape: tuple[int, ...] | None,
-              compress: bool, tmp_path: Path) -> None:  # fmt: skip
+              plan: str, tmp_path: Path) -> None:  # fmt: skip
     k, n = 13, 7
     consts = {"B": w(n, k) if trans_b else w(k, n)}
     if bias_shape:
         consts["C"] = w(*bias_shape)
     in_shape = [k, 1] if trans_a else [1, k]
     model = single_node_model("Gemm", in_shape, consts, transA=trans_a, transB=trans_b, alpha=alpha, beta=beta)
-    check(model, tmp_path, compress)
+    check(model, tmp_path, plan)
 
 
-@pytest.mark.parametrize("compress", [False, True], ids=["dense", "clustered"])
-@pytest.mark.parametrize("in_shape", [[1, 10], [1, 3, 10], [2, 3, 10]])
-def test_matmul_const_weight(in_shape: list[int], compress: bool, tmp_path: Path) -> None:
-    check(single_node_model("MatMul", in_shape, {"W": w(10, 6)}), tmp_path, compress)
+@pytest.mark.parametrize("plan, cflags", [(p, "") for p in sorted(PLANS)] + [("tiles4x4", REFERENCE)])
+@pytest.mark.parametrize("in_shape, k, n", [([1, 10], 10, 6), ([1, 3, 10], 10, 6), ([2, 3, 12], 12, 8)])
+def test_matmul_const_weight(in_shape: list[int], k: int, n: int, plan: str, cflags: str, tmp_path: Path) -> None:
+    """(1, 12) x (12, 8) hits the blocked 4x4 FC kernel; the others its fallback."""
+    check(single_node_model("MatMul", in_shape, {"W": w(k, n)}), tmp_path, plan, cflags)
 
 
 @pytest.mark.parametrize("op", ["Add", "Sub", "Mul", "Div"])

@@ -7,7 +7,10 @@
  * (inclusive) to `stop` (exclusive), summed over all closed windows. Every instruction gets an
  * inline counter increment as it is translated, so counting is exact and deterministic
  * (single vCPU, as on the Cortex-M machines). The start/stop callbacks snapshot that counter.
- * Results are written at exit as `key=value` lines: total, window, windows. */
+ * Results are written at exit as `key=value` lines: total, window, windows.
+ *
+ * With `profile=/path`, every translated instruction also gets its own counter and the
+ * executed ones are written there as `address count` lines, for a per-function profile. */
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,6 +29,35 @@ static bool have_window;
 static uint64_t start_addr;
 static uint64_t stop_addr;
 static char outfile[4096];
+static char profile[4096];
+
+/* One counter per translated instruction; a retranslated address gets another slot, and the
+ * slots are summed by address when written. */
+typedef struct {
+    uint64_t vaddr;
+    uint64_t count;
+} insn_slot;
+typedef struct slot_block {
+    struct slot_block *next;
+    size_t used;
+    insn_slot slots[4096];
+} slot_block;
+static slot_block *blocks;
+
+static uint64_t *new_slot(uint64_t vaddr)
+{
+    if (blocks == NULL || blocks->used == sizeof blocks->slots / sizeof blocks->slots[0]) {
+        slot_block *b = calloc(1, sizeof *b);
+        if (b == NULL) {
+            return NULL;
+        }
+        b->next = blocks;
+        blocks = b;
+    }
+    insn_slot *s = &blocks->slots[blocks->used++];
+    s->vaddr = vaddr;
+    return &s->count;
+}
 
 static void on_start(unsigned int vcpu_index, void *userdata)
 {
@@ -64,6 +96,12 @@ static void on_translate(qemu_plugin_id_t id, struct qemu_plugin_tb *tb)
             }
         }
         qemu_plugin_register_vcpu_insn_exec_inline(insn, QEMU_PLUGIN_INLINE_ADD_U64, &total, 1);
+        if (profile[0] != '\0') {
+            uint64_t *slot = new_slot(qemu_plugin_insn_vaddr(insn));
+            if (slot != NULL) {
+                qemu_plugin_register_vcpu_insn_exec_inline(insn, QEMU_PLUGIN_INLINE_ADD_U64, slot, 1);
+            }
+        }
     }
 }
 
@@ -78,6 +116,17 @@ static void write_results(qemu_plugin_id_t id, void *userdata)
     fprintf(f, "total=%" PRIu64 "\nwindow=%" PRIu64 "\nwindows=%" PRIu64 "\n", total, window_total, windows);
     if (f != stderr) {
         fclose(f);
+    }
+    FILE *p = profile[0] != '\0' ? fopen(profile, "w") : NULL;
+    if (p != NULL) {
+        for (slot_block *b = blocks; b != NULL; b = b->next) {
+            for (size_t i = 0; i < b->used; i++) {
+                if (b->slots[i].count != 0) {
+                    fprintf(p, "%" PRIx64 " %" PRIu64 "\n", b->slots[i].vaddr, b->slots[i].count);
+                }
+            }
+        }
+        fclose(p);
     }
 }
 
@@ -94,6 +143,8 @@ QEMU_PLUGIN_EXPORT int qemu_plugin_install(qemu_plugin_id_t id, const qemu_info_
         } else if (strncmp(arg, "stop=", 5) == 0) {
             stop_addr = strtoull(arg + 5, NULL, 0);
             have_stop = true;
+        } else if (strncmp(arg, "profile=", 8) == 0) {
+            snprintf(profile, sizeof profile, "%s", arg + 8);
         } else if (strncmp(arg, "outfile=", 8) == 0) {
             snprintf(outfile, sizeof outfile, "%s", arg + 8);
         } else {

@@ -1,0 +1,1 @@
+"""Maintenance scripts (training the reference models); importable so tests can reuse them."""
