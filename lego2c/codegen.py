@@ -152,7 +152,7 @@ def generate(g: Graph, cm: CompressedModel, model_name: str = "model") -> Genera
     scratch: dict[int, str] = {}  # step -> scratch buffer name
     for step, call in enumerate(calls):
         if call.func == "lego_conv2d_f32":
-            planes, floats = ops.conv_scratch_floats(call.params, _tile_of(cm.layers[call.weight]))  # type: ignore[index]
+            planes, floats = ops.conv_scratch_floats(call.params)
             call.params["scratch_planes"] = planes
             if floats:
                 scratch[step] = f"__scratch{step}"

@@ -34,6 +34,24 @@ DTYPE_BYTES = {"f32": 4, "f16": 2, "i8": 1}
 
 
 @dataclass(frozen=True)
+class LayerPlan:
+    """How one layer is stored: a per-layer override of the model-wide options."""
+
+    storage: str = "tiled"  # "tiled", or dense: "f32" | "f16" | "i8" (int8 with per-channel scales)
+    tile: tuple[int, int] = (4, 4)
+    k: int = 32
+    group: str = "global"  # layers in the same group share one codebook (same tile and K)
+    channel_scales: bool = False
+
+    def validate(self, node: str) -> None:
+        if self.storage not in ("tiled", "f32", "f16", "i8"):
+            raise UsageError(f"plan for '{node}': storage '{self.storage}' is not tiled, f32, f16 or i8")
+        r, c = self.tile
+        if not (2 <= self.k <= 65536 and 1 <= r <= 8 and 1 <= c <= 8):
+            raise UsageError(f"plan for '{node}': K={self.k}, tile {r}x{c} out of range (K 2..65536, sides 1..8)")
+
+
+@dataclass(frozen=True)
 class CompressOptions:
     k: int = 32
     tile: tuple[int, int] = (4, 4)
@@ -46,6 +64,7 @@ class CompressOptions:
     exclude: tuple[str, ...] = ()  # kept dense float32
     enabled: bool = True
     seed: int = 0
+    plans: tuple[tuple[str, LayerPlan], ...] = ()  # per-node overrides, e.g. from a budget search
 
     def validate(self) -> None:
         if not self.enabled:
@@ -60,6 +79,30 @@ class CompressOptions:
         for flag, value, allowed in checks:
             if value not in allowed:
                 raise UsageError(f"{flag} {value} is not one of {', '.join(allowed)}")
+        for node, plan in self.plans:
+            plan.validate(node)
+
+    def layer_plans(self, nodes: list[Node]) -> dict[str, LayerPlan]:
+        """The plan of every weighted node: --exclude, then explicit plans, then --protect, then the defaults."""
+        names = {n.name for n in nodes}
+        excluded = _resolve(self.exclude, nodes, names, "--exclude")
+        protected = _resolve(self.protect, nodes, names, "--protect")
+        explicit = dict(self.plans)
+        unknown = sorted(set(explicit) - names)
+        if unknown:
+            raise UsageError(f"plans name no weighted node: {', '.join(unknown)}")
+        plans = {}
+        for n in nodes:
+            if not self.enabled or n.name in excluded:
+                plans[n.name] = LayerPlan(storage="f32")
+            elif n.name in explicit:
+                plans[n.name] = explicit[n.name]
+            elif n.name in protected:
+                plans[n.name] = LayerPlan(storage=self.protect_dtype)
+            else:
+                group = "global" if self.scope == "global" else n.name
+                plans[n.name] = LayerPlan("tiled", self.tile, self.k, group, self.channel_scales)
+        return plans
 
 
 # Named plans. "legonet" is the paper's literal setting, kept for comparison.
@@ -202,7 +245,7 @@ def _resolve(names: tuple[str, ...], nodes: list[Node], all_names: set[str], fla
         elif name in all_names:
             out.add(name)
         else:
-            raise UsageError(f"{flag} names no node: {name}", hint="node names are listed by `lego2c inspect`")
+            raise UsageError(f"{flag} names no weighted node: {name}", hint="node names are listed by `lego2c inspect`")
     return out
 
 
@@ -218,39 +261,42 @@ def _dense(lw: LayerWeights, m: np.ndarray, dtype: str, side_dtype: str) -> None
 
 
 def compress(g: Graph, opts: CompressOptions, progress: bool = True) -> CompressedModel:
-    """Store every weight by the plan `opts` describes; cluster the tiled ones."""
+    """Store every weight by its layer plan; cluster the tiled ones, codebook group by group."""
     opts.validate()
     result = CompressedModel(opts)
     nodes = weighted_nodes(g)
-    names = {n.name for n in g.nodes}
-    excluded = _resolve(opts.exclude, nodes, names, "--exclude")
-    protected = _resolve(opts.protect, nodes, names, "--protect") - excluded
+    plans = opts.layer_plans(nodes)
     groups: dict[str, list[tuple[LayerWeights, np.ndarray]]] = {}
     for node in nodes:
+        plan = plans[node.name]
         m = weight_matrix(node, g).astype(np.float32)
         lw = LayerWeights(node.name, node.inputs[1], node.op, g.shape(node.inputs[1]), m.shape[0], m.shape[1],
-                          storage="dense", tile=opts.tile)  # fmt: skip
+                          storage="dense", tile=plan.tile)  # fmt: skip
         result.layers[lw.tensor] = lw
         bias = bias_of(node, g)
-        if not opts.enabled or node.name in excluded:
-            _dense(lw, m, "f32", "f32")
+        if plan.storage == "f32" and not plan.channel_scales:
+            _dense(lw, m, "f32", "f32")  # exactly the original, biases included
             lw.bias = bias
             continue
         lw.bias = None if bias is None else as_stored(bias, opts.side_dtype)
-        if node.name in protected:
-            _dense(lw, m, opts.protect_dtype, opts.side_dtype)
+        if plan.storage != "tiled":
+            _dense(lw, m, plan.storage, opts.side_dtype)
             lw.rel_error = _rel_error(result.matrix(lw.tensor), m)
             continue
-        lw.storage, lw.side_dtype, lw.dtype = "tiled", opts.side_dtype, opts.codebook_dtype
-        if opts.channel_scales:
+        lw.storage, lw.side_dtype, lw.dtype, lw.codebook = "tiled", opts.side_dtype, opts.codebook_dtype, plan.group
+        if plan.channel_scales:
             lw.scale = as_stored(np.maximum(np.abs(m).max(axis=1), 1e-30), opts.side_dtype)
             m = m / lw.scale[:, None]
-        lw.codebook = "global" if opts.scope == "global" else lw.node
-        groups.setdefault(lw.codebook, []).append((lw, tiles_of(m, opts.tile)))
+        members = groups.setdefault(plan.group, [])
+        if members and (members[0][0].tile != plan.tile or plans[members[0][0].node].k != plan.k):
+            raise UsageError(f"codebook group '{plan.group}' mixes tile shapes or K values",
+                             hint="layers that share a codebook need the same tile and K")  # fmt: skip
+        members.append((lw, tiles_of(m, plan.tile)))
     for i, (name, members) in enumerate(groups.items()):
+        k, tile = plans[members[0][0].node].k, members[0][0].tile
         all_tiles = np.concatenate([t for _, t in members])
-        centroids, labels = _cluster(all_tiles, opts.k, opts.seed, progress, f"[{i + 1}/{len(groups)}] {name}")
-        cb = Codebook(name, opts.tile, as_stored(centroids, opts.codebook_dtype), opts.codebook_dtype)
+        centroids, labels = _cluster(all_tiles, k, opts.seed, progress, f"[{i + 1}/{len(groups)}] {name}")
+        cb = Codebook(name, tile, as_stored(centroids, opts.codebook_dtype), opts.codebook_dtype)
         result.codebooks[name] = cb
         start = 0
         for lw, t in members:

@@ -103,19 +103,18 @@ def lower_conv(node: Node, g: Graph) -> KernelCall:
                       weight=node.inputs[1], macs=macs)  # fmt: skip
 
 
-def conv_scratch_floats(p: dict[str, int | float | list[int]], tile: tuple[int, int]) -> tuple[int, int]:
-    """(planes, floats) of padded-input scratch the blocked conv kernel needs for this tile shape.
+def conv_scratch_floats(p: dict[str, int | float | list[int]]) -> tuple[int, int]:
+    """(planes, floats) of zero-padded input planes the blocked conv kernel needs as scratch.
 
     Mirrors lego_conv_scratch_planes() in runtime/lego_conv.c: (0, 0) when the conv has no
     padding or the blocked kernel does not handle it (the reference kernel needs none).
     """
     i = {k: int(v) for k, v in p.items() if not isinstance(v, list)}
     taps, cin_g, cout_g = i["k_h"] * i["k_w"], i["in_c"] // i["groups"], i["out_c"] // i["groups"]
-    r, c = tile
-    if cin_g == 1 and cout_g == 1 and i["k_h"] == 3 and i["k_w"] == 3 and r <= 8 and c * -(-9 // c) <= 16:
+    if cin_g == 1 and cout_g == 1 and i["k_h"] == 3 and i["k_w"] == 3:
         planes = 1
-    elif i["groups"] == 1 and tile == (4, 4) and i["out_c"] % 4 == 0:
-        planes = (c - 1 + taps - 1) // taps + 1
+    elif i["groups"] == 1 and i["out_c"] % 4 == 0:
+        planes = (4 - 1 + taps - 1) // taps + 1  # input channels 4 reduction positions can span
     else:
         return 0, 0
     if not (i["pad_top"] or i["pad_left"] or i["pad_bottom"] or i["pad_right"]):

@@ -217,9 +217,9 @@ static void lego_column_planes(const lego_conv2d_params_t *p, int32_t pad_w, con
     }
 }
 
-/* groups == 1, 4x4 tiles: tile columns outer, so each input channel is padded once; every
- * tile is decoded once and applied to 4 whole output planes. */
-static void lego_conv2d_tiles4x4(const lego_conv2d_params_t *p, const lego_weights_t *w, lego_planes_t *pl,
+/* groups == 1: 4x4 weight blocks (whatever the tile shape), block columns outer so each input
+ * channel is padded once; every block is decoded once and applied to 4 whole output planes. */
+static void lego_conv2d_blocked(const lego_conv2d_params_t *p, const lego_weights_t *w, lego_planes_t *pl,
                                  float *out)
 {
     const int32_t plane_out = p->out_h * p->out_w, taps = p->k_h * p->k_w;
@@ -235,12 +235,11 @@ static void lego_conv2d_tiles4x4(const lego_conv2d_params_t *p, const lego_weigh
         for (int32_t tr = 0; tr < n_tr; tr++) {
             float *const dst[4] = {out + tr * 4 * plane_out, out + (tr * 4 + 1) * plane_out,
                                    out + (tr * 4 + 2) * plane_out, out + (tr * 4 + 3) * plane_out};
-            int32_t nr, ncols;
-            lego_weights_tile(w, tr, tc, tile, &nr, &ncols);
+            lego_weights_block4x4(w, tr * 4, tc * 4, tile);
             if (nc == 4) {
                 lego_tile4x4_planes(p, pl->pad_w, tile, src, dst);
             } else {
-                for (int32_t j = 0; j < nc; j++) lego_column_planes(p, pl->pad_w, tile, j, nr, src[j], dst);
+                for (int32_t j = 0; j < nc; j++) lego_column_planes(p, pl->pad_w, tile, j, 4, src[j], dst);
             }
         }
     }
@@ -252,20 +251,18 @@ static void lego_depthwise3x3(const lego_conv2d_params_t *p, const lego_weights_
                               float *out)
 {
     const int32_t plane_out = p->out_h * p->out_w, sw = p->stride_w, dh = p->dil_h * pl->pad_w, dw = p->dil_w;
-    const int32_t n_tr = (w->rows + w->tile_rows - 1) / w->tile_rows;
-    const int32_t n_tc = (w->cols + w->tile_cols - 1) / w->tile_cols;
-    float rows[8 * 16]; /* decoded weights of one tile row: up to 8 channels x 9 taps (+ padding) */
-    float tile[LEGO_MAX_TILE];
-    for (int32_t tr = 0; tr < n_tr; tr++) {
-        int32_t nr = 0, nc;
-        for (int32_t tc = 0; tc < n_tc; tc++) {
-            lego_weights_tile(w, tr, tc, tile, &nr, &nc);
-            for (int32_t i = 0; i < nr; i++)
-                for (int32_t j = 0; j < nc; j++) rows[i * 16 + tc * w->tile_cols + j] = tile[i * w->tile_cols + j];
+    float rows[4 * 12]; /* the 9 taps of 4 channels, decoded as three 4x4 blocks */
+    float block[16];
+    for (int32_t c0 = 0; c0 < p->out_c; c0 += 4) {
+        for (int32_t b = 0; b < 3; b++) {
+            lego_weights_block4x4(w, c0, b * 4, block);
+            for (int32_t i = 0; i < 4; i++)
+                for (int32_t j = 0; j < 4; j++) rows[i * 12 + b * 4 + j] = block[i * 4 + j];
         }
+        const int32_t nr = p->out_c - c0 < 4 ? p->out_c - c0 : 4;
         for (int32_t i = 0; i < nr; i++) {
-            const int32_t ch = tr * w->tile_rows + i;
-            const float *k = rows + i * 16, *plane = lego_plane(pl, p, ch);
+            const int32_t ch = c0 + i;
+            const float *k = rows + i * 12, *plane = lego_plane(pl, p, ch);
             const float k0 = k[0], k1 = k[1], k2 = k[2], k3 = k[3], k4 = k[4], k5 = k[5], k6 = k[6], k7 = k[7],
                         k8 = k[8];
             float *o = out + ch * plane_out;
@@ -292,7 +289,7 @@ int lego_conv2d_f32(const lego_conv2d_params_t *p, const lego_weights_t *w, cons
     int rc = lego_conv_check(p, w, in, out);
     if (rc != LEGO_OK) return rc;
     const int32_t cin_g = p->in_c / p->groups, cout_g = p->out_c / p->groups;
-    const int32_t blocked = lego_conv_scratch_planes(p, w->tile_rows, w->tile_cols);
+    const int32_t blocked = lego_conv_scratch_planes(p);
     if (blocked < 0 || (lego_pads(p) && (scratch == NULL || p->scratch_planes < blocked)))
         return lego_conv2d_ref_f32(p, w, in, out, scratch);
     lego_planes_t pl;
@@ -302,7 +299,7 @@ int lego_conv2d_f32(const lego_conv2d_params_t *p, const lego_weights_t *w, cons
     if (cin_g == 1 && cout_g == 1)
         lego_depthwise3x3(p, w, &pl, out);
     else
-        lego_conv2d_tiles4x4(p, w, &pl, out);
+        lego_conv2d_blocked(p, w, &pl, out);
     lego_weights_finish(w, out, plane_out, plane_out, p->out_c);
     return LEGO_OK;
 }
@@ -317,15 +314,14 @@ int lego_conv2d_f32(const lego_conv2d_params_t *p, const lego_weights_t *w, cons
 
 #endif
 
-int32_t lego_conv_scratch_planes(const lego_conv2d_params_t *p, int32_t tile_rows, int32_t tile_cols)
+int32_t lego_conv_scratch_planes(const lego_conv2d_params_t *p)
 {
     const int32_t taps = p->k_h * p->k_w, cin_g = p->in_c / p->groups, cout_g = p->out_c / p->groups;
     int32_t planes;
-    if (cin_g == 1 && cout_g == 1 && p->k_h == 3 && p->k_w == 3 && tile_rows <= 8 &&
-        tile_cols * ((9 + tile_cols - 1) / tile_cols) <= 16)
+    if (cin_g == 1 && cout_g == 1 && p->k_h == 3 && p->k_w == 3)
         planes = 1;
-    else if (p->groups == 1 && tile_rows == 4 && tile_cols == 4 && p->out_c % 4 == 0)
-        planes = (tile_cols - 1 + taps - 1) / taps + 1; /* input channels one tile can span */
+    else if (p->groups == 1 && p->out_c % 4 == 0)
+        planes = (4 - 1 + taps - 1) / taps + 1; /* input channels 4 reduction positions can span */
     else
         return -1;
     return planes < p->in_c ? planes : p->in_c;
@@ -415,6 +411,8 @@ int lego_fc_f32(const lego_fc_params_t *p, const lego_weights_t *w, const float 
 {
     int rc = lego_fc_check(p, w, in, out);
     if (rc != LEGO_OK) return rc;
+    /* Other tile shapes and storage types gain nothing from blocking here: with one input row
+     * each decoded weight is used once, so the reference's tile-at-a-time decode is as good. */
     if (w->tile_rows != 4 || w->tile_cols != 4 || w->dtype != LEGO_F32 || p->out_features % 4 ||
         p->in_features % 4)
         return lego_fc_ref_f32(p, w, in, out);

@@ -78,6 +78,10 @@ static inline uint32_t lego_unpack_index(const uint8_t *stream, uint32_t t, uint
 void lego_weights_tile(const lego_weights_t *w, int32_t tr, int32_t tc, float *tile,
                        int32_t *nr, int32_t *nc);
 
+/* Decode the 4x4 block of the matrix at (r0, c0), any tile shape, without the row scale;
+ * zero outside the matrix. The blocked kernels work on these blocks whatever the tiles are. */
+void lego_weights_block4x4(const lego_weights_t *w, int32_t r0, int32_t c0, float *block);
+
 /* Row scale (1 if none) and bias (0 if none) of one output channel. */
 float lego_weights_scale(const lego_weights_t *w, int32_t row);
 float lego_weights_bias(const lego_weights_t *w, int32_t row);
@@ -111,9 +115,9 @@ int lego_conv2d_f32(const lego_conv2d_params_t *p, const lego_weights_t *w, cons
 int lego_conv2d_ref_f32(const lego_conv2d_params_t *p, const lego_weights_t *w, const float *in, float *out,
                         float *scratch);
 
-/* Padded planes the blocked kernel needs for this conv and tile shape, or -1 if it does not
- * block it (the reference runs). The compiler sizes scratch with the same rule. */
-int32_t lego_conv_scratch_planes(const lego_conv2d_params_t *p, int32_t tile_rows, int32_t tile_cols);
+/* Padded planes the blocked kernel needs for this conv, or -1 if it does not block it (the
+ * reference runs). The compiler sizes scratch with the same rule (ops.conv_scratch_floats). */
+int32_t lego_conv_scratch_planes(const lego_conv2d_params_t *p);
 
 typedef struct {
     int32_t rows;         /* independent input rows (leading dims of a MatMul) */

@@ -3,7 +3,7 @@
 
 #include <string.h>
 
-static float lego_load(const void *base, int32_t dtype, int32_t i)
+static inline float lego_load(const void *base, int32_t dtype, int32_t i)
 {
     switch (dtype) {
     case LEGO_F16: return lego_f16_to_f32(((const uint16_t *)base)[i]);
@@ -80,5 +80,71 @@ void lego_weights_tile(const lego_weights_t *w, int32_t tr, int32_t tc, float *t
             for (int32_t j = 0; j < n_in; j++) row[j] = lego_load(w->values, w->dtype, from + j);
         }
         for (int32_t j = n_in; j < w->tile_cols; j++) row[j] = 0.0f;
+    }
+}
+
+void lego_weights_block4x4(const lego_weights_t *w, int32_t r0, int32_t c0, float *block)
+{
+    const int32_t tr = w->tile_rows, tc = w->tile_cols;
+    int32_t nr, nc;
+    if (tr == 4 && tc == 4 && r0 % 4 == 0 && c0 % 4 == 0) { /* one whole tile */
+        lego_weights_tile(w, r0 / 4, c0 / 4, block, &nr, &nc);
+        return;
+    }
+    const int32_t tiles_per_row = (w->cols + tc - 1) / tc, n = tr * tc;
+    if (w->kind == LEGO_W_TILED && 4 % tr == 0 && 4 % tc == 0 && r0 + 4 <= w->rows && c0 + 4 <= w->cols) {
+        /* Tiles that divide the block (1x1 .. 4x4): one index unpack per tile. */
+        uint32_t t_row = (uint32_t)((r0 / tr) * tiles_per_row + c0 / tc);
+        const uint32_t bits = (uint32_t)w->index_bits;
+        if (tr == 1 && w->dtype == LEGO_F32) { /* row tiles, the common small shapes: unrolled */
+            const float *cb = (const float *)w->values;
+            for (int32_t a = 0; a < 4; a++, t_row += (uint32_t)tiles_per_row) {
+                float *dst = block + a * 4;
+                const uint8_t *ix = w->indices;
+                if (tc == 1) {
+                    dst[0] = cb[lego_unpack_index(ix, t_row, bits)];
+                    dst[1] = cb[lego_unpack_index(ix, t_row + 1u, bits)];
+                    dst[2] = cb[lego_unpack_index(ix, t_row + 2u, bits)];
+                    dst[3] = cb[lego_unpack_index(ix, t_row + 3u, bits)];
+                } else if (tc == 2) {
+                    const float *s0 = cb + 2u * lego_unpack_index(ix, t_row, bits);
+                    const float *s1 = cb + 2u * lego_unpack_index(ix, t_row + 1u, bits);
+                    dst[0] = s0[0], dst[1] = s0[1], dst[2] = s1[0], dst[3] = s1[1];
+                } else {
+                    const float *s0 = cb + 4u * lego_unpack_index(ix, t_row, bits);
+                    dst[0] = s0[0], dst[1] = s0[1], dst[2] = s0[2], dst[3] = s0[3];
+                }
+            }
+            return;
+        }
+        for (int32_t a = 0; a < 4; a += tr, t_row += (uint32_t)tiles_per_row) {
+            uint32_t t = t_row;
+            for (int32_t b = 0; b < 4; b += tc, t++) {
+                const int32_t base = (int32_t)lego_unpack_index(w->indices, t, (uint32_t)w->index_bits) * n;
+                for (int32_t i = 0; i < tr; i++)
+                    for (int32_t j = 0; j < tc; j++)
+                        block[(a + i) * 4 + b + j] = w->dtype == LEGO_F32 ? ((const float *)w->values)[base + i * tc + j]
+                                                                          : lego_load(w->values, w->dtype, base + i * tc + j);
+            }
+        }
+        return;
+    }
+    /* Any other shape or an edge block: each element straight from its tile. */
+    for (int32_t i = 0; i < 4; i++) {
+        const int32_t row = r0 + i;
+        for (int32_t j = 0; j < 4; j++) {
+            const int32_t col = c0 + j;
+            float v = 0.0f;
+            if (row < w->rows && col < w->cols) {
+                if (w->kind == LEGO_W_TILED) {
+                    const uint32_t t = (uint32_t)((row / tr) * tiles_per_row + col / tc);
+                    const int32_t idx = (int32_t)lego_unpack_index(w->indices, t, (uint32_t)w->index_bits);
+                    v = lego_load(w->values, w->dtype, idx * n + (row % tr) * tc + col % tc);
+                } else {
+                    v = lego_load(w->values, w->dtype, row * w->cols + col);
+                }
+            }
+            block[i * 4 + j] = v;
+        }
     }
 }

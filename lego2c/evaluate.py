@@ -1,0 +1,120 @@
+"""Accuracy on real data: the original and the compressed model side by side, in onnxruntime.
+
+The compressed model is `Compiled.lego_onnx()`: the IR with every stored weight replaced by
+what the C code computes with, so the figures here are the C code's figures.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from .build import Compiled
+from .errors import UsageError
+from .ir import Graph
+from .report import sizes
+
+BATCH = 500
+
+
+def batched(model: onnx.ModelProto, logits: bool = False) -> onnx.ModelProto:
+    """A copy of an IR export that takes any batch size; with `logits`, without the final Softmax.
+
+    The IR's value_info pins batch 1; dropping it lets onnxruntime infer the batched shapes.
+    Logits rather than probabilities make output errors meaningful when the classes are confident.
+    """
+    m = onnx.ModelProto()
+    m.CopyFrom(model)
+    del m.graph.value_info[:]
+    last = m.graph.node[-1] if len(m.graph.node) else None
+    if logits and last is not None and last.op_type == "Softmax" and last.output[0] == m.graph.output[0].name:
+        m.graph.output[0].name = last.input[0]
+        m.graph.node.remove(last)
+    for v in (m.graph.input[0], m.graph.output[0]):
+        v.type.tensor_type.shape.dim[0].dim_param = "N"
+    return m
+
+
+class Runner:
+    """One onnxruntime session over many batches (a session per batch would cost more than the batch)."""
+
+    def __init__(self, model: onnx.ModelProto) -> None:
+        so = ort.SessionOptions()
+        so.log_severity_level = 3
+        self.session = ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
+        self.input = self.session.get_inputs()[0].name
+
+    def __call__(self, x: np.ndarray, progress: Progress | None = None, task: int | None = None) -> np.ndarray:
+        outs = []
+        for i in range(0, len(x), BATCH):
+            outs.append(np.asarray(self.session.run(None, {self.input: x[i : i + BATCH]})[0], dtype=np.float32))
+            if progress is not None and task is not None:
+                progress.advance(task, len(outs[-1]))
+        return np.concatenate(outs).reshape(len(x), -1)
+
+
+def model_outputs(g: Graph, weights: dict[str, np.ndarray] | None, x: np.ndarray, logits: bool = True) -> np.ndarray:
+    """Outputs of the IR for a batch of inputs, with some constants replaced (None: the original)."""
+    return Runner(batched(g.to_onnx(weights), logits))(check_inputs(g, x))
+
+
+def check_inputs(g: Graph, x: np.ndarray) -> np.ndarray:
+    """The inputs as float32 with the model's per-example shape, or a UsageError that says why not."""
+    per_example = g.shape(g.inputs[0])[1:]
+    if x.ndim == len(per_example) + 1 and tuple(x.shape[1:]) == tuple(per_example):
+        return np.ascontiguousarray(x, dtype=np.float32)
+    if x.ndim >= 1 and int(np.prod(x.shape[1:])) == int(np.prod(per_example)):
+        return np.ascontiguousarray(x.reshape((len(x), *per_example)), dtype=np.float32)
+    raise UsageError(f"the data's examples have shape {list(x.shape[1:])}; the model takes {list(per_example)}",
+                     hint="save inputs as an array of shape (N, *model input without batch) in the .npz 'x'")  # fmt: skip
+
+
+@dataclass
+class Evaluation:
+    n: int
+    top1_original: float | None  # percent; None without labels
+    top1_compressed: float | None
+    agreement: float  # percent of inputs where both models pick the same class
+    honest_ratio: float
+    paper_ratio: float | None
+    model_bytes: int
+
+    @property
+    def drop(self) -> float | None:
+        if self.top1_original is None or self.top1_compressed is None:
+            return None
+        return self.top1_original - self.top1_compressed
+
+    def as_dict(self) -> dict[str, float | int | None]:
+        keys = ("n", "top1_original", "top1_compressed", "agreement", "honest_ratio", "paper_ratio", "model_bytes")
+        return {k: getattr(self, k) for k in keys} | {"drop": self.drop}
+
+
+def predictions(c: Compiled, x: np.ndarray, progress: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Class predictions of the original and the compressed model, batch by batch."""
+    x = check_inputs(c.graph, x)
+    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
+    with Progress(*columns, transient=True, disable=not progress) as bar:
+        preds = []
+        for label, model in (("original", c.graph.to_onnx()), ("compressed", c.lego_onnx())):
+            task = bar.add_task(f"{label} model", total=len(x))
+            preds.append(Runner(batched(model))(x, bar, task).argmax(1))
+    return preds[0], preds[1]
+
+
+def evaluate(c: Compiled, x: np.ndarray, y: np.ndarray | None, progress: bool = True) -> Evaluation:
+    """Top-1 of both models (when labels are given), their agreement, and both compression ratios."""
+    if y is not None and len(y) != len(x):
+        raise UsageError(f"the data has {len(x)} inputs but {len(y)} labels")
+    p_orig, p_comp = predictions(c, x, progress)
+    s = sizes(c.compressed, c.code)
+
+    def top1(p: np.ndarray) -> float | None:
+        return None if y is None else 100.0 * float((p == y).mean())
+
+    return Evaluation(len(x), top1(p_orig), top1(p_comp), 100.0 * float((p_orig == p_comp).mean()),
+                      s.honest_ratio, s.paper_ratio, s.model_bytes)  # fmt: skip
