@@ -125,12 +125,16 @@ class _Storage:
             reads.setdefault(o, []).append(len(calls))
         self.born: dict[str, int] = {}
         for step, call in enumerate(calls):
-            out, src = call.outputs[0], call.inputs[0] if call.inputs else None
+            out = call.outputs[0]
+            src = call.inputs[call.inplace_index] if call.inputs else None
             r = self.root.get(src) if src else None
             last = max((max(reads.get(m, [step])) for m in self.members.get(r or "", [])), default=-1)
             if call.view and r is not None:
                 self._join(out, r)
-            elif call.inplace and r not in (None, "input") and last <= step and g.tensors[out].size == g.tensors[src].size:  # type: ignore[index]
+            elif (call.inplace and r not in (None, "input") and last <= step
+                  and g.tensors[out].size == g.tensors[src].size  # type: ignore[index]
+                  and all(self.root.get(t) != r for k, t in enumerate(call.inputs) if k != call.inplace_index)):  # fmt: skip
+                # In place only if no other operand of the call lives in that buffer too.
                 self._join(out, r)  # type: ignore[arg-type]
             else:
                 self._join(out, out)
@@ -147,7 +151,8 @@ class _Storage:
 
 
 def generate(g: Graph, cm: CompressedModel, model_name: str = "model") -> GeneratedModel:
-    calls = [ops.lower(n, g) for n in g.nodes]
+    lowered = ops.fuse_residual_adds(g, [(n, ops.lower(n, g)) for n in g.nodes])
+    calls = [call for _, call in lowered]
     storage = _Storage(g, calls)
     scratch: dict[int, str] = {}  # step -> scratch buffer name
     for step, call in enumerate(calls):
@@ -185,15 +190,16 @@ def generate(g: Graph, cm: CompressedModel, model_name: str = "model") -> Genera
         return tbl.name, tbl.nbytes
 
     layers: list[LayerCode] = []
-    for idx, (node, call) in enumerate(zip(g.nodes, calls)):
+    for idx, (node, call) in enumerate(lowered):
         cname = f"l{idx}_{c_ident(node.name)}"[:48]
-        out_shape = g.shape(node.outputs[0])
-        in_shapes = " x ".join(str(list(g.shape(i))) for i in node.inputs if i and not g.tensors[i].is_const)
-        comment = f"{node.op} {node.name}: {in_shapes} -> {list(out_shape)}"
+        out_shape = g.shape(call.outputs[0])
+        in_shapes = " x ".join(str(list(g.shape(i))) for i in call.inputs if i and not g.tensors[i].is_const)
+        op = f"{node.op}+{call.fused}" if call.fused else node.op
+        comment = f"{op} {node.name}: {in_shapes} -> {list(out_shape)}"
         decls: list[str] = []
         flash = 0
         if call.view:
-            layers.append(LayerCode(idx, node.name, node.op, cname, comment + " (view, no code)", [], "", 0, 0, out_shape))
+            layers.append(LayerCode(idx, node.name, op, cname, comment + " (view, no code)", [], "", 0, 0, out_shape))
             continue
         args = [f"&{cname}_params"]
         decls.append(_struct(call.params_type, f"{cname}_params", call.params))
@@ -221,10 +227,11 @@ def generate(g: Graph, cm: CompressedModel, model_name: str = "model") -> Genera
             call_expr = f"{decls_local}\n    LEGO_CHECK({call.func}({', '.join(args)}, {cname}_in, {out}));"
         elif call.func == "lego_conv2d_f32":
             scr = f"(lego_arena + {mem.offsets[scratch[idx]] // 4})" if idx in scratch else "NULL"
-            call_expr = f"LEGO_CHECK({call.func}({', '.join(args + operands)}, {out}, {scr}));"
+            residual = operands[1] if len(operands) > 1 else "NULL"
+            call_expr = f"LEGO_CHECK({call.func}({', '.join(args)}, {operands[0]}, {residual}, {out}, {scr}));"
         else:
             call_expr = f"LEGO_CHECK({call.func}({', '.join(args + operands)}, {out}));"
-        layers.append(LayerCode(idx, node.name, node.op, cname, comment, decls, call_expr, call.macs, flash, out_shape))
+        layers.append(LayerCode(idx, node.name, op, cname, comment, decls, call_expr, call.macs, flash, out_shape))
 
     tables = shared + list(emitted.values())
     env = templates()

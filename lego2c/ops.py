@@ -7,7 +7,7 @@ Adding an op means one entry here, one kernel in `runtime/` and one test.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
@@ -31,8 +31,9 @@ class KernelCall:
     weight: str | None = None  # the clusterable weight (Conv/Gemm/MatMul); its bias travels with it
     macs: int = 0
     view: bool = False  # output is input 0 reinterpreted: no code, no copy
-    inplace: bool = False  # output may reuse input 0's buffer (elementwise, same size)
-    fields: list[str] = field(default_factory=list)
+    inplace: bool = False  # output may reuse the buffer of input `inplace_index` (same size, read in step)
+    inplace_index: int = 0
+    fused: str = ""  # ops folded into this call, for the generated comment
 
 
 def _ints(v: object, n: int, default: int) -> list[int]:
@@ -357,6 +358,34 @@ LOWERINGS: dict[str, Callable[[Node, Graph], KernelCall]] = {
     "Pad": lower_pad,
     "Softmax": lower_softmax,
 }
+
+
+def fuse_residual_adds(g: Graph, lowered: list[tuple[Node, KernelCall]]) -> list[tuple[Node, KernelCall]]:
+    """Conv followed by Add of a same-shape activation becomes one conv that accumulates onto
+    the Add's other operand (a residual connection). It saves a pass over the output and, when
+    the other operand dies there, a whole activation buffer: the conv writes into it in place.
+    The fused call takes the Add's place, where both operands exist."""
+    fused_at: dict[int, tuple[Node, KernelCall]] = {}
+    dropped: set[int] = set()
+    for i, (node, call) in enumerate(lowered):
+        out = call.outputs[0]
+        users = [j for j, (_, c) in enumerate(lowered) if out in c.inputs]
+        if call.func != "lego_conv2d_f32" or out in g.outputs or len(users) != 1:
+            continue
+        j = users[0]
+        if j in fused_at:  # both operands of the Add are convs: fuse only the first
+            continue
+        add = lowered[j][0]
+        other = [t for t in add.inputs if t != out]
+        if add.op != "Add" or len(other) != 1 or g.tensors[other[0]].is_const:
+            continue
+        if not g.shape(other[0]) == g.shape(out) == g.shape(add.outputs[0]):
+            continue
+        fused_at[j] = (node, KernelCall(call.func, call.params_type, call.params, [call.inputs[0], other[0]],
+                                        add.outputs, weight=call.weight, macs=call.macs, inplace=True,
+                                        inplace_index=1, fused="Add"))  # fmt: skip
+        dropped.add(i)
+    return [fused_at.get(j, entry) for j, entry in enumerate(lowered) if j not in dropped]
 
 
 def lower(node: Node, g: Graph) -> KernelCall:

@@ -63,8 +63,8 @@ static lego_tap_t lego_tap(const lego_conv2d_params_t *p, int32_t ky, int32_t kx
     return t;
 }
 
-int lego_conv2d_ref_f32(const lego_conv2d_params_t *p, const lego_weights_t *w, const float *in, float *out,
-                        float *scratch)
+int lego_conv2d_ref_f32(const lego_conv2d_params_t *p, const lego_weights_t *w, const float *in,
+                        const float *residual, float *out, float *scratch)
 {
     (void)scratch; /* the reference handles borders itself */
     int rc = lego_conv_check(p, w, in, out);
@@ -75,7 +75,7 @@ int lego_conv2d_ref_f32(const lego_conv2d_params_t *p, const lego_weights_t *w, 
     const int32_t n_tr = (w->rows + w->tile_rows - 1) / w->tile_rows;
     const int32_t n_tc = (w->cols + w->tile_cols - 1) / w->tile_cols;
     float tile[LEGO_MAX_TILE];
-    lego_weights_start(w, out, plane_out, plane_out, p->out_c);
+    lego_weights_start(w, out, plane_out, plane_out, p->out_c, residual);
     for (int32_t tr = 0; tr < n_tr; tr++) {
         for (int32_t tc = 0; tc < n_tc; tc++) {
             int32_t nr, nc;
@@ -283,19 +283,19 @@ static void lego_depthwise3x3(const lego_conv2d_params_t *p, const lego_weights_
     }
 }
 
-int lego_conv2d_f32(const lego_conv2d_params_t *p, const lego_weights_t *w, const float *in, float *out,
-                    float *scratch)
+int lego_conv2d_f32(const lego_conv2d_params_t *p, const lego_weights_t *w, const float *in,
+                    const float *residual, float *out, float *scratch)
 {
     int rc = lego_conv_check(p, w, in, out);
     if (rc != LEGO_OK) return rc;
     const int32_t cin_g = p->in_c / p->groups, cout_g = p->out_c / p->groups;
     const int32_t blocked = lego_conv_scratch_planes(p);
     if (blocked < 0 || (lego_pads(p) && (scratch == NULL || p->scratch_planes < blocked)))
-        return lego_conv2d_ref_f32(p, w, in, out, scratch);
+        return lego_conv2d_ref_f32(p, w, in, residual, out, scratch);
     lego_planes_t pl;
     lego_planes_init(&pl, p, in, scratch, p->scratch_planes);
     const int32_t plane_out = p->out_h * p->out_w;
-    lego_weights_start(w, out, plane_out, plane_out, p->out_c);
+    lego_weights_start(w, out, plane_out, plane_out, p->out_c, residual);
     if (cin_g == 1 && cout_g == 1)
         lego_depthwise3x3(p, w, &pl, out);
     else
@@ -306,10 +306,10 @@ int lego_conv2d_f32(const lego_conv2d_params_t *p, const lego_weights_t *w, cons
 
 #else
 
-int lego_conv2d_f32(const lego_conv2d_params_t *p, const lego_weights_t *w, const float *in, float *out,
-                    float *scratch)
+int lego_conv2d_f32(const lego_conv2d_params_t *p, const lego_weights_t *w, const float *in,
+                    const float *residual, float *out, float *scratch)
 {
-    return lego_conv2d_ref_f32(p, w, in, out, scratch);
+    return lego_conv2d_ref_f32(p, w, in, residual, out, scratch);
 }
 
 #endif
@@ -344,7 +344,7 @@ int lego_fc_ref_f32(const lego_fc_params_t *p, const lego_weights_t *w, const fl
     const int32_t n_tr = (w->rows + w->tile_rows - 1) / w->tile_rows;
     const int32_t n_tc = (w->cols + w->tile_cols - 1) / w->tile_cols;
     float tile[LEGO_MAX_TILE];
-    for (int32_t m = 0; m < p->rows; m++) lego_weights_start(w, out + m * n, 1, 1, n);
+    for (int32_t m = 0; m < p->rows; m++) lego_weights_start(w, out + m * n, 1, 1, n, NULL);
     for (int32_t tr = 0; tr < n_tr; tr++) {
         for (int32_t tc = 0; tc < n_tc; tc++) {
             int32_t nr, nc;
@@ -417,7 +417,7 @@ int lego_fc_f32(const lego_fc_params_t *p, const lego_weights_t *w, const float 
         p->in_features % 4)
         return lego_fc_ref_f32(p, w, in, out);
     const int32_t n = p->out_features;
-    for (int32_t m = 0; m < p->rows; m++) lego_weights_start(w, out + m * n, 1, 1, n);
+    for (int32_t m = 0; m < p->rows; m++) lego_weights_start(w, out + m * n, 1, 1, n, NULL);
     lego_fc_tiles4x4(p, w, in, out);
     for (int32_t m = 0; m < p->rows; m++) lego_weights_finish(w, out + m * n, 1, 1, n);
     return LEGO_OK;

@@ -88,9 +88,11 @@ float lego_weights_bias(const lego_weights_t *w, int32_t row);
 
 int lego_weights_check(const lego_weights_t *w);
 
-/* Start `n` outputs of each row: bias if there is no row scale, else 0 (the scale and bias are
- * applied once at the end by lego_weights_finish). Rows are `stride` floats apart. */
-void lego_weights_start(const lego_weights_t *w, float *out, int32_t n, int32_t stride, int32_t rows);
+/* Start `n` outputs of each row with bias + residual (residual may be NULL, or `out` itself);
+ * with row scales, lego_weights_finish applies scale and bias once at the end instead.
+ * Rows are `stride` floats apart and `residual` is laid out like `out`. */
+void lego_weights_start(const lego_weights_t *w, float *out, int32_t n, int32_t stride, int32_t rows,
+                        const float *residual);
 void lego_weights_finish(const lego_weights_t *w, float *out, int32_t n, int32_t stride, int32_t rows);
 
 /* ---- convolution and fully connected ----------------------------------- */
@@ -106,14 +108,15 @@ typedef struct {
 
 #define LEGO_MAX_CONV_SLOTS 8
 
-/* NCHW convolution (batch 1). lego_conv2d_ref_f32 is the plain reference; lego_conv2d_f32 is
- * the tile-blocked kernel (the reference when built with -DLEGO_REFERENCE_KERNELS). `scratch`
- * holds p->scratch_planes zero-padded input planes of (in_h + pads) x (in_w + pads) floats;
- * it may be NULL for unpadded convs. */
-int lego_conv2d_f32(const lego_conv2d_params_t *p, const lego_weights_t *w, const float *in, float *out,
-                    float *scratch);
-int lego_conv2d_ref_f32(const lego_conv2d_params_t *p, const lego_weights_t *w, const float *in, float *out,
-                        float *scratch);
+/* NCHW convolution (batch 1): out = conv(in) + residual (a fused residual Add; NULL for none,
+ * may be `out` itself). lego_conv2d_ref_f32 is the plain
+ * reference; lego_conv2d_f32 is the blocked kernel (the reference when built with
+ * -DLEGO_REFERENCE_KERNELS). `scratch` holds p->scratch_planes zero-padded input planes of
+ * (in_h + pads) x (in_w + pads) floats; it may be NULL for unpadded convs. */
+int lego_conv2d_f32(const lego_conv2d_params_t *p, const lego_weights_t *w, const float *in,
+                    const float *residual, float *out, float *scratch);
+int lego_conv2d_ref_f32(const lego_conv2d_params_t *p, const lego_weights_t *w, const float *in,
+                        const float *residual, float *out, float *scratch);
 
 /* Padded planes the blocked kernel needs for this conv, or -1 if it does not block it (the
  * reference runs). The compiler sizes scratch with the same rule (ops.conv_scratch_floats). */

@@ -37,11 +37,21 @@ float lego_weights_bias(const lego_weights_t *w, int32_t row)
     return w->bias ? lego_load(w->bias, w->side_dtype, row) : 0.0f;
 }
 
-void lego_weights_start(const lego_weights_t *w, float *out, int32_t n, int32_t stride, int32_t rows)
+void lego_weights_start(const lego_weights_t *w, float *out, int32_t n, int32_t stride, int32_t rows,
+                        const float *residual)
 {
     for (int32_t r = 0; r < rows; r++) {
-        const float b = w->row_scale ? 0.0f : lego_weights_bias(w, r);
-        for (int32_t i = 0; i < n; i++) out[r * stride + i] = b;
+        float *o = out + r * stride;
+        const float *res = residual ? residual + r * stride : NULL;
+        if (w->row_scale) {
+            /* The residual enters pre-divided by the scale that lego_weights_finish applies, so
+             * that out may be the residual's own buffer (in place). */
+            const float s = lego_weights_scale(w, r), inv = s != 0.0f ? 1.0f / s : 0.0f;
+            for (int32_t i = 0; i < n; i++) o[i] = res ? res[i] * inv : 0.0f;
+        } else {
+            const float b = lego_weights_bias(w, r);
+            for (int32_t i = 0; i < n; i++) o[i] = res ? res[i] + b : b;
+        }
     }
 }
 
@@ -50,7 +60,8 @@ void lego_weights_finish(const lego_weights_t *w, float *out, int32_t n, int32_t
     if (w->row_scale == NULL) return;
     for (int32_t r = 0; r < rows; r++) {
         const float s = lego_weights_scale(w, r), b = lego_weights_bias(w, r);
-        for (int32_t i = 0; i < n; i++) out[r * stride + i] = out[r * stride + i] * s + b;
+        float *o = out + r * stride;
+        for (int32_t i = 0; i < n; i++) o[i] = o[i] * s + b;
     }
 }
 

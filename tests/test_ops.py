@@ -237,3 +237,22 @@ def test_views(op: str, consts: dict[str, np.ndarray], attrs: dict[str, object],
     del graph.output[:]
     graph.output.append(helper.make_tensor_value_info("z", TensorProto.FLOAT, None))
     check(finish(graph), tmp_path)
+
+
+@pytest.mark.parametrize("plan", ["dense", "tiles4x4", "mixed"])
+@pytest.mark.parametrize("conv_first", [True, False])
+def test_conv_with_residual_add_is_fused(plan: str, conv_first: bool, tmp_path: Path) -> None:
+    """x -> Relu -> Conv -> Add(., relu): the conv accumulates onto the residual, in place."""
+    add_inputs = ["c", "r"] if conv_first else ["r", "c"]
+    nodes = [
+        helper.make_node("Relu", ["x"], ["r"]),
+        helper.make_node("Conv", ["r", "W", "B"], ["c"], pads=[1, 1, 1, 1], name="conv"),
+        helper.make_node("Add", add_inputs, ["y"]),
+    ]
+    graph = helper.make_graph(nodes, "t", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8, 6, 6])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+                              initializer=[numpy_helper.from_array(w(8, 8, 3, 3), "W"),
+                                           numpy_helper.from_array(w(8), "B")])  # fmt: skip
+    check(finish(graph), tmp_path, plan)
+    model_c = (tmp_path / "out" / "src" / "model.c").read_text()
+    assert "Conv+Add conv" in model_c and "lego_binary_f32(" not in model_c

@@ -1,0 +1,124 @@
+"""Calibration with unlabeled data (`--calib data.npz`): bias correction, then distillation.
+
+Both keep every index fixed and change only what the format stores beside them: codebook
+entries, per-output-channel scales and biases. Re-assigning indices during distillation was
+measured to make things worse (DESIGN.md section 1). Results are written back into the
+`CompressedModel` rounded to their storage types, so the C code computes exactly what was
+measured. torch is imported here, inside the functions: users who never calibrate need not
+install it (`pip install lego2c[calib]`).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+
+import numpy as np
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+from .compress import CompressedModel, reconstructed_weights
+from .errors import UsageError
+from .evaluate import check_inputs, model_outputs
+from .ir import Graph
+
+STEPS = 1500  # distillation steps; about 2 minutes for ResNet-8 on 2 cores
+BATCH = 64
+LR = 2e-3
+
+
+@dataclass
+class CalibResult:
+    error_before: float  # relative output error (logits) on the calibration data
+    error_after: float
+    steps: int
+
+
+def output_error(g: Graph, cm: CompressedModel, x: np.ndarray, reference: np.ndarray | None = None) -> float:
+    """||compressed logits - original logits|| / ||original logits|| over a batch of inputs."""
+    ref = model_outputs(g, None, x) if reference is None else reference
+    got = model_outputs(g, reconstructed_weights(g, cm), x)
+    return float(np.linalg.norm(got - ref) / (np.linalg.norm(ref) or 1.0))
+
+
+def _torch():  # type: ignore[no-untyped-def]
+    try:
+        import torch
+    except ImportError:
+        raise UsageError("--calib needs torch", hint="pip install 'lego2c[calib]' (or pip install torch)") from None
+    return torch
+
+
+def calibrate(g: Graph, cm: CompressedModel, x: np.ndarray, steps: int = STEPS, seed: int = 0,
+              progress: bool = True) -> CalibResult:  # fmt: skip
+    """Bias correction from the layers' real inputs, then distillation from the original's logits."""
+    torch = _torch()
+    from .torchexec import Executor, StoredParams
+
+    x = check_inputs(g, x)
+    reference = model_outputs(g, None, x)
+    before = output_error(g, cm, x, reference)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(min(2, os.cpu_count() or 1))  # a fixed thread count keeps float sums, and results, fixed
+    try:
+        params = StoredParams(g, cm)
+        xt = torch.from_numpy(x)
+        _correct_biases(torch, Executor(g), Executor(g, params), xt)
+        if steps:
+            _distill(torch, Executor(g, params), params, xt, torch.from_numpy(reference), steps, seed, progress)
+        params.write_back()
+    finally:
+        torch.set_num_threads(threads)
+    return CalibResult(before, output_error(g, cm, x, reference), steps)
+
+
+def _channel_mean(y, node_op: str):  # type: ignore[no-untyped-def]
+    """Mean of a layer's output per output channel: axis 1 for Conv, the last axis otherwise."""
+    if node_op == "Conv":
+        return y.transpose(0, 1).reshape(y.shape[1], -1).mean(1)
+    return y.reshape(-1, y.shape[-1]).mean(0)
+
+
+def _correct_biases(torch, original, compressed, x) -> None:  # type: ignore[no-untyped-def]
+    """Shift each bias by the mean output error it leaves, layer by layer in graph order.
+
+    One pass: when the compressed model reaches a layer, its input already carries every
+    correction upstream, so each layer corrects the error that really arrives there.
+    """
+    means = {}
+
+    def record(node, y):  # type: ignore[no-untyped-def]
+        means[node.name] = _channel_mean(y, node.op)
+        return y
+
+    with torch.no_grad():
+        original(x, hook=record)
+
+        def correct(node, y):  # type: ignore[no-untyped-def]
+            bias = compressed.params.bias(node.inputs[1]) if compressed.params.learned(node.inputs[1]) else None
+            if bias is None:
+                return y
+            delta = means[node.name] - _channel_mean(y, node.op)
+            bias += delta
+            return y + (delta.reshape(1, -1, *([1] * (y.ndim - 2))) if node.op == "Conv" else delta)
+
+        compressed(x, hook=correct)
+
+
+def _distill(torch, model, params, x, reference, steps: int, seed: int, progress: bool) -> None:  # type: ignore[no-untyped-def]
+    """Adam on codebooks, scales and biases against the original logits (MSE), cosine-decayed."""
+    gen = torch.Generator().manual_seed(seed)
+    opt = torch.optim.Adam(params.parameters(), lr=LR)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * s / steps)))
+    columns = [TextColumn("distilling"), BarColumn(), TextColumn("{task.completed}/{task.total} steps"),
+               TextColumn("loss {task.fields[loss]:.3g}"), TimeElapsedColumn()]  # fmt: skip
+    with Progress(*columns, transient=True, disable=not progress) as bar:
+        task = bar.add_task("", total=steps, loss=float("nan"))
+        for _ in range(steps):
+            idx = torch.randint(0, len(x), (min(BATCH, len(x)),), generator=gen)
+            loss = torch.nn.functional.mse_loss(model(x[idx]), reference[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
+            bar.update(task, advance=1, loss=float(loss))

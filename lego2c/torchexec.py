@@ -1,0 +1,235 @@
+"""A small torch executor of the IR, with the stored parameters of a compressed model as tensors.
+
+Calibration trains what the format stores (codebook entries, per-channel scales, biases) while
+the indices stay fixed, so the weights are rebuilt from those tensors on every forward pass,
+exactly as `CompressedModel.matrix` does in numpy. torch is imported by the caller's choice:
+nothing in lego2c imports this module unless `--calib` is used.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .compress import CompressedModel, LayerWeights, _untile, weighted_nodes
+from .ir import Graph, Node
+from .ops import UNARY
+
+Hook = Callable[[Node, torch.Tensor], torch.Tensor]
+
+
+class StoredParams(torch.nn.Module):
+    """The learnable side of a compressed model: codebooks, scales and biases, as float32 tensors."""
+
+    def __init__(self, g: Graph, cm: CompressedModel) -> None:
+        super().__init__()
+        self.cm = cm
+        self.codebooks = torch.nn.ParameterDict(
+            {_key(n): torch.nn.Parameter(torch.from_numpy(cb.centroids.copy())) for n, cb in cm.codebooks.items()}
+        )
+        self.scales = torch.nn.ParameterDict()
+        self.biases = torch.nn.ParameterDict()
+        self.fixed: dict[str, torch.Tensor] = {}  # per layer: indices (tiled) or stored values (dense)
+        self.gather: dict[str, torch.Tensor] = {}  # tiled: position of each weight in the decoded tiles
+        self.nodes = {n.inputs[1]: n for n in weighted_nodes(g)}
+        for tensor, lw in cm.layers.items():
+            if lw.storage == "dense" and lw.dtype == "f32":
+                continue  # stored exactly, nothing to learn
+            if lw.scale is not None:
+                self.scales[_key(tensor)] = torch.nn.Parameter(torch.from_numpy(lw.scale.copy()))
+            if lw.bias is not None:
+                self.biases[_key(tensor)] = torch.nn.Parameter(torch.from_numpy(lw.bias.copy()))
+            if lw.storage == "tiled":
+                assert lw.indices is not None
+                r, c = lw.tile
+                flat = np.arange(lw.n_tiles * r * c).reshape(lw.n_tiles, r * c)
+                self.gather[tensor] = torch.from_numpy(_untile(flat, lw.rows, lw.cols, lw.tile).astype(np.int64))
+                self.fixed[tensor] = torch.from_numpy(lw.indices.astype(np.int64))
+            else:
+                assert lw.values is not None
+                self.fixed[tensor] = torch.from_numpy(lw.values.astype(np.float32))
+
+    def learned(self, tensor: str) -> bool:
+        return tensor in self.fixed
+
+    def weight(self, tensor: str) -> torch.Tensor:
+        """The (rows, cols) weight the C code computes with."""
+        lw = self.cm.layers[tensor]
+        if lw.storage == "tiled":
+            assert lw.codebook is not None
+            m = self.codebooks[_key(lw.codebook)][self.fixed[tensor]].reshape(-1)[self.gather[tensor]]
+        else:
+            m = self.fixed[tensor]
+        return m * self.scales[_key(tensor)][:, None] if lw.scale is not None else m
+
+    def bias(self, tensor: str) -> torch.Tensor | None:
+        return self.biases[_key(tensor)] if _key(tensor) in self.biases else None
+
+    def write_back(self) -> None:
+        """Store the trained values in the compressed model, rounded to their storage types."""
+        from .compress import as_stored
+
+        with torch.no_grad():
+            for name, cb in self.cm.codebooks.items():
+                cb.centroids = as_stored(self.codebooks[_key(name)].numpy(), cb.dtype)
+            for tensor, lw in self.cm.layers.items():
+                if _key(tensor) in self.scales:
+                    lw.scale = as_stored(self.scales[_key(tensor)].numpy(), lw.side_dtype)
+                if _key(tensor) in self.biases:
+                    lw.bias = as_stored(self.biases[_key(tensor)].numpy(), lw.side_dtype)
+
+
+def _key(name: str) -> str:
+    """ParameterDict keys may not contain dots."""
+    return name.replace(".", "\x1f")
+
+
+class Executor:
+    """Runs the IR on a batch in torch: the original constants, or a compressed model's parameters."""
+
+    def __init__(self, g: Graph, params: StoredParams | None = None) -> None:
+        self.g, self.params = g, params
+        self.consts = {name: torch.from_numpy(np.asarray(t.data, dtype=np.float32)) for name, t in g.tensors.items()
+                       if t.data is not None and np.asarray(t.data).dtype.kind == "f"}  # fmt: skip
+        last_use: dict[str, int] = {}
+        for i, n in enumerate(g.nodes):
+            for name in n.inputs:
+                last_use[name] = i
+        self.last_use = last_use
+        # Logits, not probabilities: a final Softmax is left out (see evaluate.batched).
+        self.nodes = g.nodes[:-1] if g.nodes and g.nodes[-1].op == "Softmax" else g.nodes
+
+    def weight(self, node: Node) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The weight in its ONNX shape and the bias, as this executor computes with them."""
+        w_name = node.inputs[1]
+        b_name = node.inputs[2] if len(node.inputs) > 2 and node.inputs[2] else None
+        if self.params is None or not self.params.learned(w_name):
+            return self.consts[w_name], self.consts.get(b_name) if b_name else None
+        m = self.params.weight(w_name)
+        shape = self.g.shape(w_name)
+        w = m.T if node.op == "MatMul" else m.reshape(shape)
+        return w, self.params.bias(w_name)
+
+    def __call__(self, x: torch.Tensor, hook: Hook | None = None) -> torch.Tensor:
+        """The logits; `hook(node, output)` sees (and may replace) each weighted node's output."""
+        env: dict[str, torch.Tensor] = {self.g.inputs[0]: x}
+        for i, node in enumerate(self.nodes):
+            y = _run(self, node, env, x.shape[0])
+            if hook is not None and node.op in ("Conv", "Gemm", "MatMul") and node.inputs[1] in self.g.tensors:
+                y = hook(node, y)
+            env[node.outputs[0]] = y
+            for name in node.inputs:
+                if self.last_use.get(name) == i and name not in self.consts:
+                    env.pop(name, None)  # free activations as soon as nothing reads them
+        return env[self.nodes[-1].outputs[0]]
+
+
+def _value(ex: Executor, env: dict[str, torch.Tensor], name: str) -> torch.Tensor:
+    return env[name] if name in env else ex.consts[name]
+
+
+def _ints(node: Node, key: str, n: int, default: int) -> list[int]:
+    v = node.attrs.get(key)
+    return [int(i) for i in v] if v is not None else [default] * n
+
+
+def _pads(node: Node, ex: Executor, kernel: list[int]) -> tuple[list[int], list[int]]:
+    """(strides, F.pad order pads) of a 1-D or 2-D window op; auto_pad resolved as ops._pads_2d does."""
+    from .ops import _pads_2d
+
+    nsp = len(kernel)
+    strides = _ints(node, "strides", nsp, 1)
+    dil = _ints(node, "dilations", nsp, 1)
+    top, left, bottom, right = _pads_2d(node, ex.g, kernel, strides, dil)
+    return strides, ([left, right] if nsp == 1 else [left, right, top, bottom])
+
+
+def _run(ex: Executor, node: Node, env: dict[str, torch.Tensor], batch: int) -> torch.Tensor:
+    op, a = node.op, node.attrs
+    xs = [_value(ex, env, n) for n in node.inputs if n and (n in env or n in ex.consts)]
+    out_shape = (batch, *ex.g.shape(node.outputs[0])[1:])
+    if op == "Conv":
+        w, b = ex.weight(node)
+        kernel = list(w.shape[2:])
+        strides, pads = _pads(node, ex, kernel)
+        dil = _ints(node, "dilations", len(kernel), 1)
+        conv = F.conv1d if len(kernel) == 1 else F.conv2d
+        return conv(F.pad(xs[0], pads), w, b, strides, 0, dil, int(a.get("group", 1)))
+    if op == "Gemm":
+        w, b = ex.weight(node)
+        y = xs[0].reshape(batch, -1, w.shape[1]) @ w.T
+        return (y if b is None else y + b).reshape(out_shape)
+    if op == "MatMul":
+        w, _ = ex.weight(node)
+        return xs[0] @ w
+    if op in UNARY:
+        return _unary(node, xs, ex)
+    if op in ("Add", "Sub", "Mul", "Div"):
+        return {"Add": torch.add, "Sub": torch.sub, "Mul": torch.mul, "Div": torch.div}[op](xs[0], xs[1])
+    if op == "PRelu":
+        return torch.where(xs[0] >= 0, xs[0], xs[0] * xs[1])
+    if op in ("MaxPool", "AveragePool"):
+        kernel = [int(k) for k in a["kernel_shape"]]
+        strides, pads = _pads(node, ex, kernel)
+        x = xs[0] if len(kernel) == 2 else xs[0][:, :, None, :]
+        k2, s2 = (kernel, strides) if len(kernel) == 2 else ([1, *kernel], [1, *strides])
+        p2 = pads if len(kernel) == 2 else [*pads, 0, 0]
+        if op == "MaxPool":
+            y = F.max_pool2d(F.pad(x, p2, value=-torch.inf), k2, s2)
+        elif int(a.get("count_include_pad", 0)):
+            y = F.avg_pool2d(F.pad(x, p2), k2, s2)
+        else:
+            ones = F.pad(torch.ones_like(x[:1, :1]), p2)
+            y = F.avg_pool2d(F.pad(x, p2), k2, s2) / F.avg_pool2d(ones, k2, s2)
+        return y.reshape(out_shape)
+    if op in ("GlobalAveragePool", "GlobalMaxPool", "ReduceMean", "ReduceMax"):
+        return _reduce(node, xs[0], ex).reshape(out_shape)
+    if op in ("Reshape", "Flatten", "Squeeze", "Unsqueeze"):
+        return xs[0].reshape(out_shape)
+    if op == "Concat":
+        return torch.cat(xs, dim=int(a["axis"]) % len(out_shape))
+    if op == "Pad":
+        return _pad(node, xs[0], ex, out_shape)
+    if op == "Softmax":
+        return torch.softmax(xs[0], dim=int(a.get("axis", -1)))
+    raise NotImplementedError(f"torch executor: {op}")  # ops.LOWERINGS and this list must stay in step
+
+
+def _unary(node: Node, xs: list[torch.Tensor], ex: Executor) -> torch.Tensor:
+    from .ops import lower_unary
+
+    p = lower_unary(node, ex.g).params  # the kernel's own reading of Clip bounds and alphas
+    x, alpha, beta = xs[0], float(p["alpha"]), float(p["beta"])  # type: ignore[arg-type]
+    return {
+        "Relu": lambda: F.relu(x),
+        "Clip": lambda: x.clamp(alpha, beta),
+        "LeakyRelu": lambda: F.leaky_relu(x, alpha),
+        "Sigmoid": lambda: torch.sigmoid(x),
+        "Tanh": lambda: torch.tanh(x),
+        "HardSigmoid": lambda: (alpha * x + beta).clamp(0, 1),
+        "HardSwish": lambda: F.hardswish(x),
+    }[node.op]()
+
+
+def _reduce(node: Node, x: torch.Tensor, ex: Executor) -> torch.Tensor:
+    from .ops import lower_global_pool, lower_reduce
+
+    lowering = lower_reduce if node.op.startswith("Reduce") else lower_global_pool
+    p = lowering(node, ex.g).params  # (outer, reduce, inner) over the batch-1 shape
+    outer, red, inner = int(p["outer"]), int(p["reduce"]), int(p["inner"])  # type: ignore[arg-type]
+    y = x.reshape(x.shape[0], outer, red, inner)
+    return y.amax(2) if p["is_max"] else y.mean(2)
+
+
+def _pad(node: Node, x: torch.Tensor, ex: Executor, out_shape: tuple[int, ...]) -> torch.Tensor:
+    from .ops import lower_pad
+
+    p = lower_pad(node, ex.g).params
+    begin = [int(v) for v in p["pad_begin"]]  # type: ignore[union-attr]
+    pads: list[int] = []
+    for d in reversed(range(1, x.ndim)):
+        pads += [begin[d], out_shape[d] - x.shape[d] - begin[d]]
+    return F.pad(x, pads, value=float(p["value"]))  # type: ignore[arg-type]
