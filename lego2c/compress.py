@@ -317,11 +317,13 @@ def _rel_error(approx: np.ndarray, exact: np.ndarray) -> float:
 
 def _cluster(x: np.ndarray, k: int, seed: int, progress: bool, label: str) -> tuple[np.ndarray, np.ndarray]:
     """k-means with a fixed seed; exact when there are no more distinct tiles than K."""
-    uniq, inverse = np.unique(x, axis=0, return_inverse=True)
-    if len(uniq) <= k:
-        return uniq.astype(np.float32), inverse.reshape(-1).astype(np.int64)
     rng = np.random.default_rng(seed)
     fit = x if len(x) <= FIT_SAMPLE else x[np.sort(rng.choice(len(x), FIT_SAMPLE, replace=False))]
+    # The exact check sorts every tile; a sample with more than K distinct tiles already rules it out.
+    if len(np.unique(fit, axis=0)) <= k:
+        uniq, inverse = np.unique(x, axis=0, return_inverse=True)
+        if len(uniq) <= k:
+            return uniq.astype(np.float32), inverse.reshape(-1).astype(np.int64)
     columns = [SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn()]
     with Progress(*columns, transient=True, disable=not progress) as bar:
         task = bar.add_task(f"k-means {label}: {len(x)} tiles -> K={k}", total=len(x))

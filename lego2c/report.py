@@ -92,7 +92,7 @@ def memory_table(board: Board, mem: MemoryUse, code: GeneratedModel) -> Table:
     t = Table(title=f"{board.title}: memory from firmware.elf", title_justify="left")
     for col in ("region", "used", "capacity", "use", "of which model"):
         t.add_column(col, justify="left" if col == "region" else "right")
-    model_flash = sum(size for name, size in mem.symbols.items() if _is_model_symbol(name, code))
+    model_flash = sum(size for name, size in mem.symbols.items() if is_model_symbol(name, code))
     arena = mem.symbols.get("lego_arena", 0)
     for name, used, cap, share in (("flash", mem.flash, board.flash.size, model_flash), ("RAM", mem.ram, board.ram.size, arena)):
         t.add_row(name, f"{used:,}", f"{cap:,}", f"{100 * used / cap:.1f}%", f"{share:,}")
@@ -114,5 +114,5 @@ def layer_flash_table(mem: MemoryUse, code: GeneratedModel) -> Table:
     return t
 
 
-def _is_model_symbol(name: str, code: GeneratedModel) -> bool:
+def is_model_symbol(name: str, code: GeneratedModel) -> bool:
     return name.startswith("lego_codebook_") or any(name.startswith(lc.cname + "_") for lc in code.layers)
