@@ -172,7 +172,7 @@ def build_target(c: Compiled, board: Board, out: Path, force: bool = False, inpu
             make(tmp, "emulator")
         memory = elf_memory(tmp / "firmware.elf", (board.flash.origin, board.flash.size), (board.ram.origin, board.ram.size))
         info = dict(board=board.name, twin=twin.name if twin else None, builder=builder, bench_runs=bench_runs,
-                    model=str(c.path.resolve()))  # fmt: skip
+                    model=str(c.path.resolve()), dataset=c.graph.metadata.get("dataset"))  # fmt: skip
         write_file(tmp / BUILD_INFO, json.dumps(info, indent=2, sort_keys=True) + "\n")
     return TargetBuild(out.resolve(), board, twin, memory, builder, notes)
 
@@ -187,6 +187,7 @@ class EmulatedRun:
     instructions_per_inference: float
     total_instructions: int
     profile: list[tuple[str, int]] = field(default_factory=list)  # (function, instructions), whole run
+    dataset: str | None = None  # from the model's metadata, to name its classes
 
     @property
     def ok(self) -> bool:
@@ -224,4 +225,6 @@ def run_emulated(out: Path, timeout: float = 120, profile: bool = False) -> Emul
     ref = np.load(out / "reference.npy")
     err, allowed = max_error(prog.values, ref)
     per = res.window_instructions / max(prog.bench_runs, 1)
-    return EmulatedRun(emu.name, prog, ref, err, allowed, per, res.total_instructions, by_function)
+    dataset = info.get("dataset")
+    return EmulatedRun(emu.name, prog, ref, err, allowed, per, res.total_instructions, by_function,
+                       str(dataset) if dataset else None)  # fmt: skip

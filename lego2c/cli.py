@@ -17,8 +17,14 @@ from rich.table import Table
 
 from .boards import Board, list_boards, load_board
 from .build import Compiled, build_host, build_target, compile_model, read_build_info, run_emulated
+from .calibrate import STEPS, calibrate
+from .codegen import generate
 from .compress import DEFAULT_RECIPE, RECIPES, CompressOptions
+from .datasets import CLASS_NAMES, DATASETS, load_dataset
 from .errors import EmulatorError, LegoError, UsageError
+from .evaluate import evaluate, evaluation_table
+from .frontend import load_model
+from .search import budget_bytes, choice_table, choose, load_plan, measure, plan_options, save_plan, search_max_drop
 from .report import layer_flash_table, memory_table, print_report, sizes
 from .verify import max_error, parse_program_output
 
@@ -74,8 +80,21 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--protect-dtype", choices=["i8", "f16", "f32"], help="storage of protected layers")
     g.add_argument("--exclude", nargs="+", default=[], metavar="NODE", help="keep these nodes' weights dense float32")
     g.add_argument("--no-compress", action="store_true", help="keep every weight dense float32")
-    g.add_argument("--seed", type=int, default=0, help="k-means seed (default 0)")
-    p.add_argument("--json", type=Path, metavar="FILE", help="also write the size figures as JSON")
+    g.add_argument("--seed", type=int, default=0, help="k-means and distillation seed (default 0)")
+    g = p.add_argument_group("data and budgets (accuracy on real data; see docs/accuracy.md)")
+    g.add_argument("--calib", metavar="DATA.npz", help="unlabeled inputs ('x'): bias correction and distillation "
+                   "of codebooks, scales and biases (needs torch); the budget search measures on them too")  # fmt: skip
+    g.add_argument("--calib-steps", type=int, default=STEPS, metavar="N",
+                   help=f"distillation steps (default {STEPS}; 0: bias correction only)")  # fmt: skip
+    budget = g.add_mutually_exclusive_group()
+    budget.add_argument("--target-ratio", type=float, metavar="R", help="choose each layer's plan for this honest ratio")
+    budget.add_argument("--target-kb", type=float, metavar="N", help="choose each layer's plan for N KB (1024 bytes) of model data")
+    budget.add_argument("--max-drop", type=float, metavar="P", help="the smallest plan losing at most P top-1 points on --val")
+    g.add_argument("--val", metavar="DATA", help="validation data for --max-drop: fashion-mnist, digits or FILE.npz "
+                   "(without labels 'y', the drop is 100 - top-1 agreement with the original)")  # fmt: skip
+    g.add_argument("--plan", type=Path, metavar="FILE.json", help="use the per-layer plan in FILE (written by --save-plan)")
+    g.add_argument("--save-plan", type=Path, metavar="FILE.json", help="write the per-layer plan that was used")
+    p.add_argument("--json", type=Path, metavar="FILE", help="also write the figures as JSON")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -114,6 +133,21 @@ def _parser() -> argparse.ArgumentParser:
                    help="flash with `pio run -t upload`, st-flash (default) or OpenOCD")  # fmt: skip
     s.add_argument("--dry-run", action="store_true", help="print the exact command, do not run it")
 
+    s = sub.add_parser("eval", help="top-1 of the original and the compressed model on real data")
+    _add_model_args(s)
+    s.add_argument("--dataset", required=True, metavar="NAME|FILE.npz", help="fashion-mnist, digits, or an .npz with 'x' (and 'y')")
+    s.add_argument("--split", choices=["train", "test"], default="test", help="split of a named dataset (default test)")
+    s.add_argument("--limit", type=int, metavar="N", help="evaluate the first N examples only")
+
+    s = sub.add_parser("sweep", help="top-1 against honest ratio over tile shapes and K, beside int8/int4/int3")
+    s.add_argument("model", type=Path, help="ONNX model file")
+    s.add_argument("--input-shape", type=_shape, metavar="DIMS", help="static input shape, e.g. 1,3,32,32")
+    s.add_argument("--dataset", required=True, metavar="NAME|FILE.npz", help="labeled evaluation data")
+    s.add_argument("--limit", type=int, metavar="N", help="evaluate the first N examples only")
+    s.add_argument("--seed", type=int, default=0, help="k-means seed (default 0)")
+    s.add_argument("-o", "--output", type=Path, default=Path("sweep.png"), help="plot file (default sweep.png)")
+    s.add_argument("--json", type=Path, metavar="FILE", help="also write every point as JSON")
+
     sub.add_parser("boards", help="the known boards and their memories")
     return p
 
@@ -129,15 +163,89 @@ def _options(a: argparse.Namespace) -> CompressOptions:
 
 
 def _compile(a: argparse.Namespace) -> Compiled:
+    """The recipe, a searched or saved per-layer plan on top, then calibration when data is given."""
     opts = _options(a)
     opts.validate()
-    return compile_model(a.model, opts, a.input_shape, progress=console.is_terminal)
+    progress = console.is_terminal
+    calib = _data(a.calib, "--calib")[0] if a.calib else None
+    if a.plan:
+        opts = replace(opts, plans=load_plan(a.plan))
+    elif a.target_ratio is not None or a.target_kb is not None or a.max_drop is not None:
+        opts = _search(a, opts, calib, progress)
+    c = compile_model(a.model, opts, a.input_shape, progress=progress)
+    if calib is not None:
+        res = calibrate(c.graph, c.compressed, calib, a.calib_steps, a.seed, progress)
+        console.print(f"calibration on {len(calib)} inputs: relative output error {res.error_before:.4f} -> "
+                      f"{res.error_after:.4f} (bias correction, {res.steps} distillation steps)")  # fmt: skip
+        c = Compiled(c.path, c.graph, c.compressed, generate(c.graph, c.compressed))
+    if a.save_plan:
+        save_plan(a.save_plan, c.compressed.options)
+    return c
+
+
+def _data(name: str, flag: str, split: str = "train") -> tuple[np.ndarray, np.ndarray | None]:
+    if name.endswith(".npz") or name in DATASETS:
+        return load_dataset(name, split)
+    raise UsageError(f"{flag} {name}: not a dataset name or an .npz file", hint=f"use {', '.join(DATASETS)} or FILE.npz")
+
+
+def _search(a: argparse.Namespace, opts: CompressOptions, calib: np.ndarray | None, progress: bool) -> CompressOptions:
+    """Per-layer plans for a size budget, or for an accuracy floor measured on --val."""
+    s = measure(load_model(a.model, a.input_shape), opts, calib, progress)
+    if a.max_drop is None:
+        choice = choose(s, budget_bytes(s, a.target_ratio, a.target_kb))
+        console.print(choice_table(s, choice))
+        return plan_options(opts, choice)
+    if not a.val:
+        raise UsageError("--max-drop needs --val data to measure the drop on", hint="e.g. --val fashion-mnist or --val val.npz")
+    xv, yv = _data(a.val, "--val", "test")
+
+    def drop_of(o: CompressOptions) -> float:
+        c = compile_model(a.model, o, a.input_shape, progress=False)
+        if calib is not None:  # bias correction only while searching: distillation runs once, at the end
+            calibrate(c.graph, c.compressed, calib, 0, a.seed, progress=False)
+        e = evaluate(c, xv, yv, progress=False)
+        return e.drop if e.drop is not None else 100.0 - e.agreement
+
+    found, choice, drop = search_max_drop(s, opts, drop_of, a.max_drop, progress)
+    console.print(choice_table(s, choice))
+    console.print(f"measured on {a.val}: drop {drop:.2f} points (limit {a.max_drop})")
+    return found
 
 
 def _write_json(a: argparse.Namespace, c: Compiled, extra: dict[str, object] | None = None) -> None:
     if a.json:
         data = sizes(c.compressed, c.code).as_dict() | {"arena_bytes": c.code.arena_bytes} | (extra or {})
         a.json.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
+def cmd_eval(a: argparse.Namespace) -> int:
+    x, y = _data(a.dataset, "--dataset", a.split)
+    if a.limit is not None:
+        x, y = x[: a.limit], None if y is None else y[: a.limit]
+    c = _compile(a)
+    e = evaluate(c, x, y, progress=console.is_terminal)
+    print_report(console, c.compressed, c.code, f"{a.model.name}")
+    console.print(evaluation_table(e, f"{a.model.name} on {a.dataset} ({e.n:,} examples)"))
+    if a.json:
+        a.json.write_text(json.dumps(e.as_dict(), indent=2, sort_keys=True) + "\n")
+    return 0
+
+
+def cmd_sweep(a: argparse.Namespace) -> int:
+    from .sweep import run_sweep, sweep_table
+
+    x, y = _data(a.dataset, "--dataset", "test")
+    if y is None:
+        raise UsageError(f"--dataset {a.dataset} has no labels ('y')", hint="a sweep plots top-1: it needs labels")
+    if a.limit is not None:
+        x, y = x[: a.limit], y[: a.limit]
+    points = run_sweep(a.model, x, y, a.output, a.input_shape, a.seed, progress=console.is_terminal)
+    console.print(sweep_table(points, f"{a.model.name}: top-1 against honest ratio ({len(x):,} examples)"))
+    console.print(f"wrote {a.output}")
+    if a.json:
+        a.json.write_text(json.dumps([p.as_dict() for p in points], indent=2) + "\n")
+    return 0
 
 
 def cmd_inspect(a: argparse.Namespace) -> int:
@@ -207,8 +315,13 @@ def cmd_run(a: argparse.Namespace) -> int:
         console.print(t)
     values = r.output.values
     top = np.argsort(-values)[:3]
+    names = CLASS_NAMES.get(r.dataset or "", ())
+
+    def label(i: int) -> str:
+        return f"{i} '{names[i]}'" if i < len(names) else str(i)
+
     console.print(f"{r.board} (QEMU): outputs {values.size}, top classes "
-                  + ", ".join(f"{int(i)} ({values[i]:.4g})" for i in top))  # fmt: skip
+                  + ", ".join(f"{label(int(i))} ({values[i]:.4g})" for i in top))  # fmt: skip
     console.print(f"instructions per inference: {r.instructions_per_inference:,.0f} "
                   f"(exact, QEMU TCG plugin; {r.output.bench_runs} run(s) in the window)")  # fmt: skip
     status = "[green]match[/]" if r.ok else "[red]MISMATCH[/]"
@@ -257,7 +370,7 @@ def cmd_boards(a: argparse.Namespace) -> int:
 
 
 COMMANDS = {"inspect": cmd_inspect, "compress": cmd_compress, "build": cmd_build, "run": cmd_run,
-            "flash": cmd_flash, "boards": cmd_boards}  # fmt: skip
+            "flash": cmd_flash, "boards": cmd_boards, "eval": cmd_eval, "sweep": cmd_sweep}  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:

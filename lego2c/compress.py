@@ -106,10 +106,15 @@ class CompressOptions:
 
 
 # Named plans. "legonet" is the paper's literal setting, kept for comparison.
+# "safe" is the measured data-free default (docs/accuracy.md): scalar codebooks of 16 per layer on
+# per-channel-scaled weights, the first and last layer in int8, side data in fp16.
 RECIPES: dict[str, CompressOptions] = {
+    "safe": CompressOptions(k=16, tile=(1, 1), scope="layer", channel_scales=True, codebook_dtype="f16",
+                            side_dtype="f16", protect=("first", "last"), protect_dtype="i8"),  # fmt: skip
     "legonet": CompressOptions(k=32, tile=(4, 4), scope="global"),
+    "legonet16": CompressOptions(k=16, tile=(4, 4), scope="global"),
 }
-DEFAULT_RECIPE = "legonet"
+DEFAULT_RECIPE = "safe"
 
 
 @dataclass

@@ -16,6 +16,12 @@ from lego2c.errors import UsageError
 FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
 DATASETS = ("fashion-mnist", "digits")
 SPLITS = ("train", "test")
+# Class names, for printing predictions of models whose metadata names their data set.
+CLASS_NAMES = {
+    "fashion-mnist": ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
+                      "Ankle boot"),  # fmt: skip
+    "digits": tuple(str(d) for d in range(10)),
+}
 
 
 def _read_idx(path: Path) -> np.ndarray:

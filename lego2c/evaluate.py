@@ -12,6 +12,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
 
 from .build import Compiled
 from .errors import UsageError
@@ -118,3 +119,19 @@ def evaluate(c: Compiled, x: np.ndarray, y: np.ndarray | None, progress: bool = 
 
     return Evaluation(len(x), top1(p_orig), top1(p_comp), 100.0 * float((p_orig == p_comp).mean()),
                       s.honest_ratio, s.paper_ratio, s.model_bytes)  # fmt: skip
+
+
+def evaluation_table(e: Evaluation, title: str) -> Table:
+    t = Table(title=title, title_justify="left")
+    for col in ("top-1 original", "top-1 compressed", "drop (points)", "agreement", "honest ratio", "paper ratio",
+                "model bytes"):  # fmt: skip
+        t.add_column(col, justify="right")
+
+    def pct(v: float | None) -> str:
+        return "n/a (no labels)" if v is None else f"{v:.2f}%"
+
+    paper = f"{e.paper_ratio:.1f}x" if e.paper_ratio else "n/a"
+    drop = "n/a" if e.drop is None else f"{e.drop:.2f}"
+    t.add_row(pct(e.top1_original), pct(e.top1_compressed), drop, f"{e.agreement:.2f}%", f"{e.honest_ratio:.2f}x",
+              paper, f"{e.model_bytes:,}")  # fmt: skip
+    return t

@@ -202,3 +202,53 @@ def test_host_build_prints_footprint_and_error(zoo: dict[str, Path], tmp_path: P
     assert proc.returncode == 0, proc.stderr
     assert "model data in flash" in proc.stdout and "activation arena" in proc.stdout
     assert "max abs error" in proc.stdout and "match" in proc.stdout
+
+
+def test_interrupted_build_leaves_the_old_output(zoo: dict[str, Path], tmp_path: Path) -> None:
+    """Ctrl-C in the middle of a build: the previous output stays whole, no temporary folder stays."""
+    import signal
+    import time
+
+    out = tmp_path / "fw"
+    assert lego2c("build", zoo["cnn"], "-o", out).returncode == 0
+    before = _tree_hash(out)
+    proc = subprocess.Popen([sys.executable, "-m", "lego2c", "build", zoo["mobilenetv1"], "--board", "stm32f746g",
+                             "-o", out], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    deadline = time.time() + 120
+    while time.time() < deadline and not list(tmp_path.glob(".fw.tmp-*/src/model.c")):
+        time.sleep(0.05)
+    assert list(tmp_path.glob(".fw.tmp-*")), "the build never started writing"
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130 and "interrupted" in err and "Traceback" not in err
+    assert _tree_hash(out) == before
+    assert [p.name for p in tmp_path.iterdir()] == ["fw"]
+
+
+def _tree_hash(folder: Path) -> str:
+    h = hashlib.sha256()
+    for f in sorted(p for p in folder.rglob("*") if p.is_file()):
+        h.update(str(f.relative_to(folder)).encode() + f.read_bytes())
+    return h.hexdigest()
+
+
+def test_generated_c_rejects_null_pointers(zoo: dict[str, Path], tmp_path: Path) -> None:
+    """lego_model_run and the kernels return LEGO_ERR_NULL instead of faulting."""
+    out = tmp_path / "o"
+    assert lego2c("build", zoo["cnn"], "-o", out).returncode == 0
+    probe = out / "probe.c"
+    probe.write_text(
+        '#include <stdio.h>\n#include "model.h"\n#include "lego_runtime.h"\n'
+        "int main(void) {\n"
+        "  static float buf[LEGO_MODEL_INPUT_SIZE];\n"
+        "  lego_unary_params_t u = {LEGO_RELU, 4, 0.0f, 0.0f};\n"
+        '  printf("%d %d %d %d\\n", lego_model_run(NULL, buf), lego_model_run(buf, NULL),\n'
+        "         lego_unary_f32(NULL, buf, buf), lego_conv2d_f32(NULL, NULL, buf, NULL, buf, NULL));\n"
+        "  return 0;\n}\n"
+    )
+    srcs = [str(p) for p in sorted((out / "src").glob("*.c")) if p.name != "main.c"]
+    exe = out / "probe"
+    subprocess.run(["gcc", "-std=c99", "-Wall", "-Wextra", "-Werror", f"-I{out / 'src'}", str(probe), *srcs, "-lm",
+                    "-o", str(exe)], check=True)  # fmt: skip
+    codes = subprocess.run([str(exe)], capture_output=True, text=True, check=True).stdout.split()
+    assert codes == ["-1", "-1", "-1", "-1"]

@@ -1,0 +1,209 @@
+"""Budget search: the user states a size (or an accuracy floor), the tool picks each layer's plan.
+
+Each weighted layer can take one option from `MENU` (a tile shape and K with its own codebook
+and per-channel scales, or dense int8). The cost of an option is the bytes it stores; its
+damage is the relative squared error it causes in the model's logits when that layer alone is
+compressed that way, measured on the calibration data when given and otherwise on synthetic
+inputs in the model's input range (data-free). Damages are taken as additive, and a Lagrangian
+sweep picks, for every budget, the plan of least total damage (DESIGN.md section 1: a plan
+from measured sensitivity lost about half of what one setting everywhere lost).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+import json
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import numpy as np
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from .compress import CompressedModel, CompressOptions, LayerPlan, compress, reconstructed_weights, weighted_nodes
+from .codegen import generate
+from .errors import UsageError
+from .evaluate import check_inputs, model_outputs
+from .ir import Graph
+from .report import Sizes, sizes
+from .verify import test_input
+
+# (tile, K) of the tiled options, from 4 down to 0.5 index bits per weight, plus dense int8.
+MENU: tuple[tuple[tuple[int, int], int], ...] = (
+    ((1, 1), 16), ((2, 1), 256), ((1, 1), 8), ((2, 1), 64), ((2, 2), 4096), ((1, 1), 4), ((2, 1), 16),
+    ((2, 2), 256), ((2, 2), 64), ((4, 2), 4096), ((2, 2), 16), ((4, 1), 16), ((4, 2), 256), ((4, 4), 256),
+)  # fmt: skip
+SYNTHETIC = 256  # inputs for the data-free measurement
+MEASURE = 512  # at most this many calibration inputs are used to measure damage
+
+
+@dataclass(frozen=True)
+class Option:
+    plan: LayerPlan
+    nbytes: int  # indices (or dense values), scales, biases and the layer's own codebook
+    damage: float  # relative squared logit error with this layer alone compressed this way
+
+    @property
+    def label(self) -> str:
+        p = self.plan
+        return f"dense {p.storage}" if p.storage != "tiled" else f"{p.tile[0]}x{p.tile[1]} K={p.k}"
+
+
+@dataclass
+class Sensitivity:
+    options: dict[str, list[Option]]  # per weighted node
+    fixed_bytes: int  # model data that no plan changes (other constants)
+    params: int
+    weights: dict[str, int]  # per weighted node
+    data: str  # what the damage was measured on
+
+    def total(self, choice: dict[str, Option]) -> int:
+        return self.fixed_bytes + sum(o.nbytes for o in choice.values())
+
+
+def synthetic_inputs(g: Graph, n: int = SYNTHETIC, seed: int = 0) -> np.ndarray:
+    """Deterministic inputs in the model's declared input range ([0,1] from metadata, else [-1,1))."""
+    x = test_input((n, *g.shape(g.inputs[0])[1:]), seed=seed)
+    return (x + 1) / 2 if g.metadata.get("input_range") == "[0,1]" else x
+
+
+def _layer_plan(tile: tuple[int, int], k: int, node: str) -> LayerPlan:
+    return LayerPlan("tiled", tile, k, group=node, channel_scales=True)
+
+
+def _stored_bytes(cm: CompressedModel, tensor: str) -> int:
+    lw = cm.layers[tensor]
+    return lw.nbytes + (cm.codebooks[lw.codebook].nbytes if lw.storage == "tiled" and lw.codebook else 0)
+
+
+def measure(g: Graph, base: CompressOptions, x: np.ndarray | None, progress: bool = True) -> Sensitivity:
+    """Every layer under every menu option: bytes stored and damage to the logits."""
+    nodes = weighted_nodes(g)
+    data = "synthetic inputs (data-free)" if x is None else f"{min(len(x), MEASURE)} calibration inputs"
+    x = synthetic_inputs(g) if x is None else check_inputs(g, x)[:MEASURE]
+    ref = model_outputs(g, None, x)
+    energy = float(np.square(ref).sum()) or 1.0
+    menu = [LayerPlan(storage="i8")] + [_layer_plan(t, k, "") for t, k in MENU]
+    options: dict[str, list[Option]] = {n.name: [] for n in nodes}
+    columns = [TextColumn("measuring layer sensitivity"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
+    with Progress(*columns, transient=True, disable=not progress) as bar:
+        task = bar.add_task("", total=len(menu) * len(nodes))
+        for option in menu:
+            plans = tuple((n.name, replace(option, group=n.name)) for n in nodes)
+            cm = compress(g, replace(base, plans=plans, protect=(), exclude=()), progress=False)
+            weights = reconstructed_weights(g, cm)
+            for n in nodes:
+                mine = {k: v for k, v in weights.items() if k in n.inputs}
+                err = float(np.square(model_outputs(g, mine, x) - ref).sum()) / energy
+                options[n.name].append(Option(dict(plans)[n.name], _stored_bytes(cm, n.inputs[1]), err))
+                bar.advance(task)
+    weights = {n.name: int(g.const(n.inputs[1]).size) for n in nodes}  # type: ignore[union-attr]
+    return Sensitivity(options, fixed_bytes(g), uncompressed_sizes(g).params, weights, data)
+
+
+def uncompressed_sizes(g: Graph) -> Sizes:
+    cm = compress(g, CompressOptions(enabled=False), progress=False)
+    return sizes(cm, generate(g, cm))
+
+
+def fixed_bytes(g: Graph) -> int:
+    """Model data that no weight plan changes: every constant but the weights and their biases."""
+    cm = compress(g, CompressOptions(enabled=False), progress=False)
+    return sizes(cm, generate(g, cm)).model_bytes - sum(_stored_bytes(cm, n.inputs[1]) for n in weighted_nodes(g))
+
+
+def choose(s: Sensitivity, budget: int) -> dict[str, Option]:
+    """The least-damage choice of one option per layer within `budget` bytes of model data."""
+    smallest = {n: min(opts, key=lambda o: o.nbytes) for n, opts in s.options.items()}
+    if s.total(smallest) > budget:
+        raise UsageError(f"no plan fits {budget:,} bytes: the smallest takes {s.total(smallest):,}",
+                         hint="ask for a lower ratio or more kilobytes")  # fmt: skip
+
+    def pick(lam: float) -> dict[str, Option]:
+        return {n: min(opts, key=lambda o: (o.damage + lam * o.nbytes, o.nbytes)) for n, opts in s.options.items()}
+
+    lo, hi = 0.0, 1.0
+    while s.total(pick(hi)) > budget:
+        hi *= 4
+    for _ in range(60):  # bisection on the price of a byte
+        mid = (lo + hi) / 2
+        lo, hi = (lo, mid) if s.total(pick(mid)) <= budget else (mid, hi)
+    choice = pick(hi)
+    while True:  # spend what is left on the upgrade that buys the most damage per byte
+        left = budget - s.total(choice)
+        ups = [((c.damage - o.damage) / max(o.nbytes - c.nbytes, 1), n, o)
+               for n, c in choice.items() for o in s.options[n]
+               if o.damage < c.damage and 0 < o.nbytes - c.nbytes <= left]  # fmt: skip
+        if not ups:
+            return choice
+        _, n, o = max(ups, key=lambda u: u[0])
+        choice[n] = o
+
+
+def plan_options(base: CompressOptions, choice: dict[str, Option]) -> CompressOptions:
+    """`base` with one explicit plan per layer (the model-wide tile, K and protection no longer apply)."""
+    return replace(base, plans=tuple((n, o.plan) for n, o in choice.items()))
+
+
+def choice_table(s: Sensitivity, choice: dict[str, Option]) -> Table:
+    t = Table(title=f"chosen plan (damage measured on {s.data})", title_justify="left")
+    for col in ("layer", "storage", "bits/weight (all stored)", "bytes", "damage"):
+        t.add_column(col, justify="left" if col in ("layer", "storage") else "right")
+    for n, o in choice.items():
+        t.add_row(n, o.label, f"{8 * o.nbytes / s.weights[n]:.2f}", f"{o.nbytes:,}", f"{o.damage:.2e}")
+    return t
+
+
+def budget_bytes(s: Sensitivity, target_ratio: float | None, target_kb: float | None) -> int:
+    """The model-data budget in bytes: from an honest ratio, or from kilobytes (1 KB = 1024 bytes)."""
+    if target_kb is not None:
+        return int(target_kb * 1024)
+    assert target_ratio is not None
+    return int(4 * s.params / target_ratio)
+
+
+def search_max_drop(s: Sensitivity, base: CompressOptions, drop_of: Callable[[CompressOptions], float],
+                    max_drop: float, progress: bool = True) -> tuple[CompressOptions, dict[str, Option], float]:  # fmt: skip
+    """The smallest plan whose measured drop (by `drop_of`) is at most `max_drop`: bisection on the budget.
+
+    Returns the options, the per-layer choice and the measured drop. The largest plan (every layer at its
+    least-damage option) must meet the drop, or there is no answer.
+    """
+    largest = {n: min(opts, key=lambda o: (o.damage, o.nbytes)) for n, opts in s.options.items()}
+    smallest = {n: min(opts, key=lambda o: o.nbytes) for n, opts in s.options.items()}
+    best, best_drop = largest, drop_of(plan_options(base, largest))
+    if best_drop > max_drop:
+        raise UsageError(f"even the largest plan loses {best_drop:.2f} points (> --max-drop {max_drop})",
+                         hint="allow a larger drop, or give --calib data")  # fmt: skip
+    lo, hi = s.total(smallest), s.total(largest)  # bytes: lo may fail, hi passes
+    columns = [TextColumn("searching the smallest plan within the drop"), BarColumn(), MofNCompleteColumn(),
+               TimeElapsedColumn()]  # fmt: skip
+    steps = 7
+    with Progress(*columns, transient=True, disable=not progress) as bar:
+        task = bar.add_task("", total=steps)
+        for _ in range(steps):
+            mid = int(np.sqrt(lo * hi))  # sizes span decades: bisect in log space
+            choice = choose(s, mid)
+            d = drop_of(plan_options(base, choice))
+            if d <= max_drop:
+                hi, best, best_drop = mid, choice, d
+            else:
+                lo = mid
+            bar.advance(task)
+    return plan_options(base, best), best, best_drop
+
+
+def save_plan(path: Path, opts: CompressOptions) -> None:
+    """The per-layer plans as JSON, to rebuild the same model later without searching again."""
+    data = {n: asdict(p) for n, p in opts.plans}
+    path.write_text(json.dumps(data, indent=2) + "\n")
+
+
+def load_plan(path: Path) -> tuple[tuple[str, LayerPlan], ...]:
+    try:
+        data = json.loads(path.read_text())
+        plans = tuple((n, LayerPlan(p["storage"], tuple(p["tile"]), int(p["k"]), p["group"], bool(p["channel_scales"])))
+                      for n, p in data.items())  # fmt: skip
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+        raise UsageError(f"cannot read the plan '{path}': {e}", hint="write one with --save-plan") from None
+    return plans
