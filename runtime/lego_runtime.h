@@ -51,6 +51,12 @@ typedef struct {
 /* IEEE half to float, exactly (used only when decoding a tile or a side value). */
 static inline float lego_f16_to_f32(uint16_t h)
 {
+#if defined(__ARM_FP16_FORMAT_IEEE) && defined(__ARM_FP)
+    /* -mfp16-format=ieee: one VCVTB instruction on cores with an FPU. */
+    union { uint16_t u; __fp16 f; } half;
+    half.u = h;
+    return (float)half.f;
+#else
     const uint32_t sign = (uint32_t)(h & 0x8000u) << 16, exp = (h >> 10) & 0x1fu, man = h & 0x3ffu;
     union { uint32_t u; float f; } v;
     if (exp == 0u) { /* zero or subnormal: man * 2^-24 */
@@ -62,6 +68,7 @@ static inline float lego_f16_to_f32(uint16_t h)
         v.u = sign | ((exp + 112u) << 23) | (man << 13);
     }
     return v.f;
+#endif
 }
 
 /* Index of tile t in a packed stream (LSB first; the stream carries 2 padding bytes). */

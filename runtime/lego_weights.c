@@ -12,6 +12,12 @@ static inline float lego_load(const void *base, int32_t dtype, int32_t i)
     }
 }
 
+/* One codebook entry: codebooks are float32 or float16. */
+static inline float lego_codebook_value(const lego_weights_t *w, uint32_t i)
+{
+    return w->dtype == LEGO_F16 ? lego_f16_to_f32(((const uint16_t *)w->values)[i]) : ((const float *)w->values)[i];
+}
+
 int lego_weights_check(const lego_weights_t *w)
 {
     if (w == NULL || w->values == NULL) return LEGO_ERR_NULL;
@@ -107,23 +113,23 @@ void lego_weights_block4x4(const lego_weights_t *w, int32_t r0, int32_t c0, floa
         /* Tiles that divide the block (1x1 .. 4x4): one index unpack per tile. */
         uint32_t t_row = (uint32_t)((r0 / tr) * tiles_per_row + c0 / tc);
         const uint32_t bits = (uint32_t)w->index_bits;
-        if (tr == 1 && w->dtype == LEGO_F32) { /* row tiles, the common small shapes: unrolled */
-            const float *cb = (const float *)w->values;
+        if (tr == 1) { /* row tiles, the common small shapes: unrolled */
             for (int32_t a = 0; a < 4; a++, t_row += (uint32_t)tiles_per_row) {
                 float *dst = block + a * 4;
                 const uint8_t *ix = w->indices;
                 if (tc == 1) {
-                    dst[0] = cb[lego_unpack_index(ix, t_row, bits)];
-                    dst[1] = cb[lego_unpack_index(ix, t_row + 1u, bits)];
-                    dst[2] = cb[lego_unpack_index(ix, t_row + 2u, bits)];
-                    dst[3] = cb[lego_unpack_index(ix, t_row + 3u, bits)];
+                    dst[0] = lego_codebook_value(w, lego_unpack_index(ix, t_row, bits));
+                    dst[1] = lego_codebook_value(w, lego_unpack_index(ix, t_row + 1u, bits));
+                    dst[2] = lego_codebook_value(w, lego_unpack_index(ix, t_row + 2u, bits));
+                    dst[3] = lego_codebook_value(w, lego_unpack_index(ix, t_row + 3u, bits));
                 } else if (tc == 2) {
-                    const float *s0 = cb + 2u * lego_unpack_index(ix, t_row, bits);
-                    const float *s1 = cb + 2u * lego_unpack_index(ix, t_row + 1u, bits);
-                    dst[0] = s0[0], dst[1] = s0[1], dst[2] = s1[0], dst[3] = s1[1];
+                    const uint32_t s0 = 2u * lego_unpack_index(ix, t_row, bits);
+                    const uint32_t s1 = 2u * lego_unpack_index(ix, t_row + 1u, bits);
+                    dst[0] = lego_codebook_value(w, s0), dst[1] = lego_codebook_value(w, s0 + 1u);
+                    dst[2] = lego_codebook_value(w, s1), dst[3] = lego_codebook_value(w, s1 + 1u);
                 } else {
-                    const float *s0 = cb + 4u * lego_unpack_index(ix, t_row, bits);
-                    dst[0] = s0[0], dst[1] = s0[1], dst[2] = s0[2], dst[3] = s0[3];
+                    const uint32_t s0 = 4u * lego_unpack_index(ix, t_row, bits);
+                    for (uint32_t j = 0; j < 4u; j++) dst[j] = lego_codebook_value(w, s0 + j);
                 }
             }
             return;

@@ -43,7 +43,8 @@ env.Replace(
 ldflags = [flag for flag in BOARD["ldflags"] if not flag.startswith("-l")]
 libs = [flag[2:] for flag in BOARD["ldflags"] if flag.startswith("-l")]
 env.Append(
-    CCFLAGS=BOARD["cflags"] + ["-ffunction-sections", "-fdata-sections"],
+    # The same code-generation flags as the generated Makefile: fused multiply-adds, IEEE float16.
+    CCFLAGS=BOARD["cflags"] + ["-ffunction-sections", "-fdata-sections", "-ffp-contract=fast", "-mfp16-format=ieee"],
     ASFLAGS=BOARD["cflags"],
     LINKFLAGS=BOARD["cflags"] + ldflags,
     CPPDEFINES=list(BOARD["defines"].items()) + [("LEGO_CLOCK_HZ", "%du" % BOARD["clock_hz"])],
