@@ -45,14 +45,17 @@ int lego_unary_f32(const lego_unary_params_t *p, const float *in, float *out)
     return LEGO_OK;
 }
 
-static float lego_apply(int32_t op, float a, float b)
+/* One row of n outputs; a loop per op so the op is not dispatched per element. */
+static void lego_binary_row(int32_t op, const float *a, int32_t sa, const float *b, int32_t sb, float *out, int32_t n)
 {
     switch (op) {
-    case LEGO_ADD: return a + b;
-    case LEGO_SUB: return a - b;
-    case LEGO_MUL: return a * b;
-    case LEGO_DIV: return a / b;
-    default: return a >= 0.0f ? a : a * b; /* LEGO_PRELU */
+    case LEGO_ADD: for (int32_t i = 0; i < n; i++) out[i] = a[i * sa] + b[i * sb]; break;
+    case LEGO_SUB: for (int32_t i = 0; i < n; i++) out[i] = a[i * sa] - b[i * sb]; break;
+    case LEGO_MUL: for (int32_t i = 0; i < n; i++) out[i] = a[i * sa] * b[i * sb]; break;
+    case LEGO_DIV: for (int32_t i = 0; i < n; i++) out[i] = a[i * sa] / b[i * sb]; break;
+    default: /* LEGO_PRELU */
+        for (int32_t i = 0; i < n; i++) out[i] = a[i * sa] >= 0.0f ? a[i * sa] : a[i * sa] * b[i * sb];
+        break;
     }
 }
 
@@ -73,7 +76,7 @@ int lego_binary_f32(const lego_binary_params_t *p, const float *a, const float *
             oa += idx[d] * p->a_stride[d];
             ob += idx[d] * p->b_stride[d];
         }
-        for (int32_t i = 0; i < n; i++) out[i] = lego_apply(p->op, a[oa + i * sa], b[ob + i * sb]);
+        lego_binary_row(p->op, a + oa, sa, b + ob, sb, out, n);
         out += n;
         for (int32_t d = last - 1; d >= 0; d--) {
             if (++idx[d] < p->shape[d]) break;
