@@ -66,9 +66,12 @@ def c_floats(values: np.ndarray) -> str:
     """float32 values as C literals that round-trip exactly (9 significant digits)."""
     flat = np.asarray(values, dtype=np.float32).reshape(-1)
     lits = []
-    for s in np.char.mod("%.9g", flat.astype(np.float64)):
+    for v, s in zip(flat, np.char.mod("%.9g", flat.astype(np.float64))):
+        if not np.isfinite(v):  # math.h's macros: "inff" or "nanf" would not compile
+            lits.append("NAN" if np.isnan(v) else ("INFINITY" if v > 0 else "-INFINITY"))
+            continue
         s = str(s)
-        if "." not in s and "e" not in s and "n" not in s:
+        if "." not in s and "e" not in s:
             s += ".0"
         lits.append(s + "f")
     return _lines(lits)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import math
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +26,9 @@ from .ir import Graph, Node, Tensor
 MIN_OPSET = 7
 MAX_OPSET = onnx.defs.onnx_opset_version()
 DROPPED_OPS = {"Identity", "Dropout"}
+# Elements per tensor: far beyond any microcontroller's memory, and a bound on what constant
+# folding and data propagation may materialise while simplifying the model.
+MAX_ELEMENTS = 1 << 26
 
 
 def load_model(path: str | Path, input_shape: list[int] | None = None) -> Graph:
@@ -34,6 +38,7 @@ def load_model(path: str | Path, input_shape: list[int] | None = None) -> Graph:
     model = onnx.inliner.inline_local_functions(model)
     _refuse_bad_dtypes(model)
     _pin_input_shape(model, input_shape)
+    _refuse_huge_tensors(model)
     model = _fold_shape_subgraphs(model)
     try:
         model = shape_inference.infer_shapes(model, strict_mode=True, data_prop=True)
@@ -140,7 +145,7 @@ def _refuse_bad_dtypes(model: onnx.ModelProto) -> None:
         et = vi.type.tensor_type.elem_type
         if et not in allowed_inputs:
             raise UnsupportedModelError(
-                f"input '{vi.name}' is {onnx.TensorProto.DataType.Name(et)}; lego2c compiles float32 models",
+                f"input '{vi.name}' is {_dtype_name(et)}; lego2c compiles float32 models",
                 hint="export the model with float32 inputs and weights",
             )
     for init in model.graph.initializer:
@@ -151,6 +156,12 @@ def _refuse_bad_dtypes(model: onnx.ModelProto) -> None:
                 "lego2c needs float32 weights",
                 hint="quantised or half-precision models are not supported yet: export float32",
             )
+
+
+def _dtype_name(data_type: int) -> str:
+    if data_type not in onnx.TensorProto.DataType.values():
+        return str(data_type)  # DataType.Name raises ValueError on a number onnx does not define
+    return onnx.TensorProto.DataType.Name(data_type)
 
 
 def _pin_input_shape(model: onnx.ModelProto, input_shape: list[int] | None) -> None:
@@ -193,6 +204,28 @@ def _pin_input_shape(model: onnx.ModelProto, input_shape: list[int] | None) -> N
     del model.graph.value_info[:]
     for out in model.graph.output:
         out.type.tensor_type.ClearField("shape")
+
+
+def _refuse_huge_tensors(model: onnx.ModelProto) -> None:
+    """Refuse tensors with absurd static sizes before anything materialises them.
+
+    A few-kB model whose ConstantOfShape asks for 2**31 elements otherwise makes onnxslim's
+    folding and onnx's data propagation allocate tens of GB. Plain shape inference only
+    computes shapes, so it is cheap and safe to run first.
+    """
+    try:
+        inferred = shape_inference.infer_shapes(model)
+    except Exception:  # onnx raises several unrelated types; the strict inference later reports them
+        return
+    g = inferred.graph
+    for vi in list(g.input) + list(g.value_info) + list(g.output):
+        dims = vi.type.tensor_type.shape.dim
+        if dims and all(d.HasField("dim_value") for d in dims):
+            n = math.prod(max(d.dim_value, 0) for d in dims)
+            if n > MAX_ELEMENTS:
+                raise UnsupportedModelError(
+                    f"tensor '{vi.name}' would have {n} elements (the limit is {MAX_ELEMENTS})"
+                )
 
 
 def _fold_shape_subgraphs(model: onnx.ModelProto) -> onnx.ModelProto:

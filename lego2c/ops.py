@@ -97,6 +97,8 @@ def lower_conv(node: Node, g: Graph) -> KernelCall:
     c, h, wd = _spatial(g, node.inputs[0])
     oc, oh, ow = _spatial(g, node.outputs[0])
     groups = int(node.attrs.get("group", 1))
+    if groups <= 0 or c % groups or oc % groups:
+        raise Unsupported(f"group={groups} does not divide {c} input and {oc} output channels")
     p = dict(in_c=c, in_h=h, in_w=wd, out_c=oc, out_h=oh, out_w=ow, groups=groups)
     p |= _window(node, g, list(w.shape[2:]))
     macs = oc * oh * ow * int(np.prod(w.shape[1:]))
@@ -170,9 +172,9 @@ def lower_unary(node: Node, g: Graph) -> KernelCall:
         for idx, default in ((1, lo), (2, hi)):
             if len(ins) > idx and ins[idx]:
                 v = g.const(ins[idx])
-                if v is None:
-                    raise Unsupported("Clip bounds must be constants")
-                default = float(v)
+                if v is None or v.size != 1:
+                    raise Unsupported("Clip bounds must be constant scalars")
+                default = float(v.reshape(-1)[0])
             if idx == 1:
                 lo = default
             else:
@@ -251,6 +253,8 @@ def _reduce(g: Graph, src: str, axes: list[int], is_max: bool, dst: str) -> Kern
 
 def lower_global_pool(node: Node, g: Graph) -> KernelCall:
     rank = len(g.shape(node.inputs[0]))
+    if rank < 3:
+        raise Unsupported(f"needs a tensor with spatial dims, got rank {rank}")
     return _reduce(g, node.inputs[0], list(range(2, rank)), node.op == "GlobalMaxPool", node.outputs[0])
 
 
@@ -259,8 +263,8 @@ def lower_reduce(node: Node, g: Graph) -> KernelCall:
     axes = node.attrs.get("axes")
     if axes is None and len(node.inputs) > 1 and node.inputs[1]:
         v = g.const(node.inputs[1])
-        if v is None:
-            raise Unsupported("reduction axes must be constant")
+        if v is None or v.ndim > 1:
+            raise Unsupported("reduction axes must be a constant 1-D tensor")
         axes = v.tolist()
     if not axes:
         if node.attrs.get("noop_with_empty_axes", 0):
