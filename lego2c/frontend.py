@@ -35,7 +35,10 @@ def load_model(path: str | Path, input_shape: list[int] | None = None) -> Graph:
     """Read, check and simplify an ONNX file into the IR."""
     model = _read(Path(path))
     _check_opset(model)
-    model = onnx.inliner.inline_local_functions(model)
+    try:
+        model = onnx.inliner.inline_local_functions(model)
+    except onnx.checker.ValidationError as e:  # e.g. functions that call themselves
+        raise UnsupportedModelError(f"the model's ONNX functions cannot be inlined: {_first_line(e)}") from None
     _refuse_bad_dtypes(model)
     _pin_input_shape(model, input_shape)
     _refuse_huge_tensors(model)

@@ -99,7 +99,20 @@ def _model(node: onnx.NodeProto, x: list[int], y: list[int], inits: dict[str, np
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)]).SerializeToString()
 
 
+def _recursive_function_model() -> bytes:
+    """A model-local function that calls itself: the inliner refuses it with a ValidationError."""
+    fn = helper.make_function("local", "f", ["a"], ["b"], [helper.make_node("f", ["a"], ["b"], domain="local")],
+                              opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("local", 1)])  # fmt: skip
+    graph = helper.make_graph([helper.make_node("f", ["x"], ["y"], domain="local")], "repro",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])])  # fmt: skip
+    model = helper.make_model(graph, functions=[fn], opset_imports=[helper.make_opsetid("", 17),
+                                                                    helper.make_opsetid("local", 1)])  # fmt: skip
+    return model.SerializeToString()
+
+
 REPROS = {
+    "recursive-function": _recursive_function_model(),
     "clip-bound-not-scalar": _model(helper.make_node("Clip", ["x", "lo"], ["y"]), [1, 4], [1, 4],
                                     {"lo": np.zeros(2, np.float32)}),
     "reduce-axes-not-1d": _model(helper.make_node("ReduceMean", ["x", "axes"], ["y"]), [1, 4], [1, 1],
