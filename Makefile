@@ -19,7 +19,7 @@ $(VENV)/.setup-done: pyproject.toml
 	fi
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check torch==2.13.0
-	$(PY) -m pip install -q --disable-pip-version-check -e '.[dev]'
+	$(PY) -m pip install -q --disable-pip-version-check -e '.[dev,calib]'
 	touch $@
 
 setup: $(VENV)/.setup-done

@@ -17,14 +17,17 @@ from dataclasses import dataclass
 import numpy as np
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
+from .build import Compiled
+from .codegen import generate
 from .compress import CompressedModel, reconstructed_weights
 from .errors import UsageError
 from .evaluate import check_inputs, model_outputs
-from .ir import Graph
+from .ir import Graph, Node
 
 STEPS = 1000  # distillation steps; about 2 minutes for ResNet-8 on 2 quiet cores
 BATCH = 32
 LR = 2e-3
+MAX_INPUTS = 2048  # beyond about this many images more data barely helped (DESIGN.md section 1), memory grows
 
 
 @dataclass
@@ -41,6 +44,13 @@ def output_error(g: Graph, cm: CompressedModel, x: np.ndarray, reference: np.nda
     return float(np.linalg.norm(got - ref) / (np.linalg.norm(ref) or 1.0))
 
 
+def calibrated(c: Compiled, x: np.ndarray, steps: int = STEPS, seed: int = 0,
+               progress: bool = True) -> tuple[Compiled, CalibResult]:  # fmt: skip
+    """A compiled model calibrated on `x`, with its C code generated again from the new values."""
+    res = calibrate(c.graph, c.compressed, x, steps, seed, progress)
+    return Compiled(c.path, c.graph, c.compressed, generate(c.graph, c.compressed)), res
+
+
 def _torch():  # type: ignore[no-untyped-def]
     try:
         import torch
@@ -55,7 +65,7 @@ def calibrate(g: Graph, cm: CompressedModel, x: np.ndarray, steps: int = STEPS, 
     torch = _torch()
     from .torchexec import Executor, StoredParams
 
-    x = check_inputs(g, x)
+    x = check_inputs(g, x)[:MAX_INPUTS]
     reference = model_outputs(g, None, x)
     before = output_error(g, cm, x, reference)
     threads = torch.get_num_threads()
@@ -70,6 +80,32 @@ def calibrate(g: Graph, cm: CompressedModel, x: np.ndarray, steps: int = STEPS, 
     finally:
         torch.set_num_threads(threads)
     return CalibResult(before, output_error(g, cm, x, reference), steps)
+
+
+class LayerBiasCorrection:
+    """Bias correction of one layer alone, upstream unchanged: for the budget search's damage figures.
+
+    Convolution is linear, so the mean output shift of a new weight is the new-minus-old weight
+    applied to the layer's mean input: one forward pass of the original model serves every option.
+    """
+
+    def __init__(self, g: Graph, x: np.ndarray) -> None:
+        torch = _torch()
+        from .torchexec import Executor
+
+        self.g, self.torch, self.executor = g, torch, Executor(g)
+        self.means: dict[str, object] = {}
+        with torch.no_grad():
+            self.executor(torch.from_numpy(check_inputs(g, x)), input_means=self.means)  # type: ignore[arg-type]
+
+    def bias(self, node: Node, weight: np.ndarray, bias: np.ndarray) -> np.ndarray:
+        """The bias that cancels the mean output shift of `weight` (ONNX shape) replacing the original."""
+        from .torchexec import linear
+
+        delta = self.torch.from_numpy(np.asarray(weight - self.g.const(node.inputs[1]), dtype=np.float32))
+        with self.torch.no_grad():
+            shift = _channel_mean(linear(self.executor, node, self.means[node.name], delta), node.op)
+        return (bias - shift.numpy().reshape(bias.shape)).astype(np.float32)
 
 
 def _channel_mean(y, node_op: str):  # type: ignore[no-untyped-def]
@@ -106,9 +142,15 @@ def _correct_biases(torch, original, compressed, x) -> None:  # type: ignore[no-
 
 
 def _distill(torch, model, params, x, reference, steps: int, seed: int, progress: bool) -> None:  # type: ignore[no-untyped-def]
-    """Adam on codebooks, scales and biases against the original logits (MSE), cosine-decayed."""
+    """Adam on codebooks, scales and biases against the original logits (MSE), cosine-decayed.
+
+    Adam's steps are about `lr` in absolute size, so each tensor's rate is scaled to its own
+    magnitude (scales are log-gains already): one rate then suits raw and normalised weights alike.
+    """
     gen = torch.Generator().manual_seed(seed)
-    opt = torch.optim.Adam(params.parameters(), lr=LR)
+    groups = [{"params": [p], "lr": LR * max(float(p.detach().square().mean().sqrt()), 1e-6)}
+              for p in [*params.codebooks.values(), *params.biases.values()]]  # fmt: skip
+    opt = torch.optim.Adam(groups + [{"params": list(params.gains.values()), "lr": LR}])
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * s / steps)))
     columns = [TextColumn("distilling"), BarColumn(), TextColumn("{task.completed}/{task.total} steps"),
                TextColumn("loss {task.fields[loss]:.3g}"), TimeElapsedColumn()]  # fmt: skip

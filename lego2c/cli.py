@@ -17,14 +17,13 @@ from rich.table import Table
 
 from .boards import Board, list_boards, load_board
 from .build import Compiled, build_host, build_target, compile_model, read_build_info, run_emulated
-from .calibrate import STEPS, calibrate
-from .codegen import generate
+from .calibrate import STEPS, calibrate, calibrated
 from .compress import DEFAULT_RECIPE, RECIPES, CompressOptions
 from .datasets import CLASS_NAMES, DATASETS, load_dataset
 from .errors import EmulatorError, LegoError, UsageError
 from .evaluate import evaluate, evaluation_table
 from .frontend import load_model
-from .search import budget_bytes, choice_table, choose, load_plan, measure, plan_options, save_plan, search_max_drop
+from .search import choice_table, load_plan, measure, plan_for_budget, save_plan, search_max_drop
 from .report import layer_flash_table, memory_table, print_report, sizes
 from .verify import max_error, parse_program_output
 
@@ -174,12 +173,11 @@ def _compile(a: argparse.Namespace) -> Compiled:
         opts = _search(a, opts, calib, progress)
     c = compile_model(a.model, opts, a.input_shape, progress=progress)
     if calib is not None:
-        res = calibrate(c.graph, c.compressed, calib, a.calib_steps, a.seed, progress)
+        c, res = calibrated(c, calib, a.calib_steps, a.seed, progress)
         console.print(f"calibration on {len(calib)} inputs: relative output error {res.error_before:.4f} -> "
                       f"{res.error_after:.4f} (bias correction, {res.steps} distillation steps)")  # fmt: skip
-        c = Compiled(c.path, c.graph, c.compressed, generate(c.graph, c.compressed))
     if a.save_plan:
-        save_plan(a.save_plan, c.compressed.options)
+        save_plan(a.save_plan, c.graph, c.compressed.options)
     return c
 
 
@@ -191,14 +189,15 @@ def _data(name: str, flag: str, split: str = "train") -> tuple[np.ndarray, np.nd
 
 def _search(a: argparse.Namespace, opts: CompressOptions, calib: np.ndarray | None, progress: bool) -> CompressOptions:
     """Per-layer plans for a size budget, or for an accuracy floor measured on --val."""
-    s = measure(load_model(a.model, a.input_shape), opts, calib, progress)
+    graph = load_model(a.model, a.input_shape)
     if a.max_drop is None:
-        choice = choose(s, budget_bytes(s, a.target_ratio, a.target_kb))
-        console.print(choice_table(s, choice))
-        return plan_options(opts, choice)
+        found, table = plan_for_budget(graph, opts, calib, a.target_ratio, a.target_kb, progress)
+        console.print(table)
+        return found
     if not a.val:
         raise UsageError("--max-drop needs --val data to measure the drop on", hint="e.g. --val fashion-mnist or --val val.npz")
     xv, yv = _data(a.val, "--val", "test")
+    s = measure(graph, opts, calib, progress)
 
     def drop_of(o: CompressOptions) -> float:
         c = compile_model(a.model, o, a.input_shape, progress=False)

@@ -243,10 +243,8 @@ def as_stored(x: np.ndarray, dtype: str) -> np.ndarray:
 def _resolve(names: tuple[str, ...], nodes: list[Node], all_names: set[str], flag: str) -> set[str]:
     out = set()
     for name in names:
-        if name == "first" and nodes:
-            out.add(nodes[0].name)
-        elif name == "last" and nodes:
-            out.add(nodes[-1].name)
+        if name in ("first", "last"):  # a model without weighted layers has neither
+            out.update([nodes[0 if name == "first" else -1].name] if nodes else [])
         elif name in all_names:
             out.add(name)
         else:

@@ -4,7 +4,8 @@ Each weighted layer can take one option from `MENU` (a tile shape and K with its
 and per-channel scales, or dense int8). The cost of an option is the bytes it stores; its
 damage is the relative squared error it causes in the model's logits when that layer alone is
 compressed that way, measured on the calibration data when given and otherwise on synthetic
-inputs in the model's input range (data-free). Damages are taken as additive, and a Lagrangian
+inputs in the model's input range (data-free); with data, after bias correction, as the
+calibrated model will be. Damages are taken as additive, and a Lagrangian
 sweep picks, for every budget, the plan of least total damage (DESIGN.md section 1: a plan
 from measured sensitivity lost about half of what one setting everywhere lost).
 """
@@ -21,6 +22,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from .compress import CompressedModel, CompressOptions, LayerPlan, compress, reconstructed_weights, weighted_nodes
+from .calibrate import LayerBiasCorrection
 from .codegen import generate
 from .errors import UsageError
 from .evaluate import check_inputs, model_outputs
@@ -28,10 +30,12 @@ from .ir import Graph
 from .report import Sizes, sizes
 from .verify import test_input
 
-# (tile, K) of the tiled options, from 4 down to 0.5 index bits per weight, plus dense int8.
+# (tile, K) of the tiled options, from 4 down to 0.25 index bits per weight, plus dense int8. Small K at
+# large tiles matters for tight budgets: a per-layer codebook of 256 4x4 tiles alone takes 8 KB in fp16.
 MENU: tuple[tuple[tuple[int, int], int], ...] = (
-    ((1, 1), 16), ((2, 1), 256), ((1, 1), 8), ((2, 1), 64), ((2, 2), 4096), ((1, 1), 4), ((2, 1), 16),
-    ((2, 2), 256), ((2, 2), 64), ((4, 2), 4096), ((2, 2), 16), ((4, 1), 16), ((4, 2), 256), ((4, 4), 256),
+    ((1, 1), 16), ((2, 1), 256), ((1, 1), 8), ((2, 1), 64), ((1, 1), 4), ((2, 1), 16), ((2, 2), 256),
+    ((1, 2), 8), ((2, 2), 64), ((1, 3), 16), ((2, 2), 32), ((2, 2), 16), ((1, 4), 16), ((4, 1), 16),
+    ((4, 2), 256), ((2, 4), 64), ((2, 4), 16), ((4, 4), 256), ((4, 4), 64), ((4, 4), 16),
 )  # fmt: skip
 SYNTHETIC = 256  # inputs for the data-free measurement
 MEASURE = 512  # at most this many calibration inputs are used to measure damage
@@ -80,6 +84,7 @@ def measure(g: Graph, base: CompressOptions, x: np.ndarray | None, progress: boo
     """Every layer under every menu option: bytes stored and damage to the logits."""
     nodes = weighted_nodes(g)
     data = "synthetic inputs (data-free)" if x is None else f"{min(len(x), MEASURE)} calibration inputs"
+    corrector = None if x is None else LayerBiasCorrection(g, x[:MEASURE])
     x = synthetic_inputs(g) if x is None else check_inputs(g, x)[:MEASURE]
     ref = model_outputs(g, None, x)
     energy = float(np.square(ref).sum()) or 1.0
@@ -90,10 +95,12 @@ def measure(g: Graph, base: CompressOptions, x: np.ndarray | None, progress: boo
         task = bar.add_task("", total=len(menu) * len(nodes))
         for option in menu:
             plans = tuple((n.name, replace(option, group=n.name)) for n in nodes)
-            cm = compress(g, replace(base, plans=plans, protect=(), exclude=()), progress=False)
+            cm = compress(g, replace(base, plans=plans), progress=False)  # --exclude still wins over plans
             weights = reconstructed_weights(g, cm)
             for n in nodes:
                 mine = {k: v for k, v in weights.items() if k in n.inputs}
+                if corrector is not None and len(n.inputs) > 2 and n.inputs[2] in mine:  # damage after bias correction
+                    mine[n.inputs[2]] = corrector.bias(n, mine[n.inputs[1]], mine[n.inputs[2]])
                 err = float(np.square(model_outputs(g, mine, x) - ref).sum()) / energy
                 options[n.name].append(Option(dict(plans)[n.name], _stored_bytes(cm, n.inputs[1]), err))
                 bar.advance(task)
@@ -101,15 +108,19 @@ def measure(g: Graph, base: CompressOptions, x: np.ndarray | None, progress: boo
     return Sensitivity(options, fixed_bytes(g), uncompressed_sizes(g).params, weights, data)
 
 
-def uncompressed_sizes(g: Graph) -> Sizes:
+def _uncompressed(g: Graph) -> tuple[CompressedModel, Sizes]:
     cm = compress(g, CompressOptions(enabled=False), progress=False)
-    return sizes(cm, generate(g, cm))
+    return cm, sizes(cm, generate(g, cm))
+
+
+def uncompressed_sizes(g: Graph) -> Sizes:
+    return _uncompressed(g)[1]
 
 
 def fixed_bytes(g: Graph) -> int:
     """Model data that no weight plan changes: every constant but the weights and their biases."""
-    cm = compress(g, CompressOptions(enabled=False), progress=False)
-    return sizes(cm, generate(g, cm)).model_bytes - sum(_stored_bytes(cm, n.inputs[1]) for n in weighted_nodes(g))
+    cm, s = _uncompressed(g)
+    return s.model_bytes - sum(_stored_bytes(cm, n.inputs[1]) for n in weighted_nodes(g))
 
 
 def choose(s: Sensitivity, budget: int) -> dict[str, Option]:
@@ -138,6 +149,14 @@ def choose(s: Sensitivity, budget: int) -> dict[str, Option]:
             return choice
         _, n, o = max(ups, key=lambda u: u[0])
         choice[n] = o
+
+
+def plan_for_budget(g: Graph, base: CompressOptions, x: np.ndarray | None, target_ratio: float | None,
+                    target_kb: float | None, progress: bool = True) -> tuple[CompressOptions, Table]:  # fmt: skip
+    """`base` with the least-damage per-layer plan within a size budget, and a table of what was chosen."""
+    s = measure(g, base, x, progress)
+    choice = choose(s, budget_bytes(s, target_ratio, target_kb))
+    return plan_options(base, choice), choice_table(s, choice)
 
 
 def plan_options(base: CompressOptions, choice: dict[str, Option]) -> CompressOptions:
@@ -193,9 +212,9 @@ def search_max_drop(s: Sensitivity, base: CompressOptions, drop_of: Callable[[Co
     return plan_options(base, best), best, best_drop
 
 
-def save_plan(path: Path, opts: CompressOptions) -> None:
-    """The per-layer plans as JSON, to rebuild the same model later without searching again."""
-    data = {n: asdict(p) for n, p in opts.plans}
+def save_plan(path: Path, g: Graph, opts: CompressOptions) -> None:
+    """Every layer's effective plan as JSON, to rebuild the same model later without searching again."""
+    data = {n: asdict(p) for n, p in opts.layer_plans(weighted_nodes(g)).items()}
     path.write_text(json.dumps(data, indent=2) + "\n")
 
 

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .compress import CompressedModel, LayerWeights, _untile, weighted_nodes
+from .compress import CompressedModel, _untile, weighted_nodes
 from .ir import Graph, Node
 from .ops import UNARY
 
@@ -30,7 +30,9 @@ class StoredParams(torch.nn.Module):
         self.codebooks = torch.nn.ParameterDict(
             {_key(n): torch.nn.Parameter(torch.from_numpy(cb.centroids.copy())) for n, cb in cm.codebooks.items()}
         )
-        self.scales = torch.nn.ParameterDict()
+        # Scales are learned as log-gains: their magnitudes span decades (int8 scales are max/127).
+        self.gains = torch.nn.ParameterDict()
+        self.scales: dict[str, torch.Tensor] = {}
         self.biases = torch.nn.ParameterDict()
         self.fixed: dict[str, torch.Tensor] = {}  # per layer: indices (tiled) or stored values (dense)
         self.gather: dict[str, torch.Tensor] = {}  # tiled: position of each weight in the decoded tiles
@@ -39,7 +41,8 @@ class StoredParams(torch.nn.Module):
             if lw.storage == "dense" and lw.dtype == "f32":
                 continue  # stored exactly, nothing to learn
             if lw.scale is not None:
-                self.scales[_key(tensor)] = torch.nn.Parameter(torch.from_numpy(lw.scale.copy()))
+                self.scales[tensor] = torch.from_numpy(lw.scale.copy())
+                self.gains[_key(tensor)] = torch.nn.Parameter(torch.zeros(len(lw.scale)))
             if lw.bias is not None:
                 self.biases[_key(tensor)] = torch.nn.Parameter(torch.from_numpy(lw.bias.copy()))
             if lw.storage == "tiled":
@@ -63,7 +66,10 @@ class StoredParams(torch.nn.Module):
             m = self.codebooks[_key(lw.codebook)][self.fixed[tensor]].reshape(-1)[self.gather[tensor]]
         else:
             m = self.fixed[tensor]
-        return m * self.scales[_key(tensor)][:, None] if lw.scale is not None else m
+        return m * self.scale(tensor)[:, None] if lw.scale is not None else m
+
+    def scale(self, tensor: str) -> torch.Tensor:
+        return self.scales[tensor] * torch.exp(self.gains[_key(tensor)])
 
     def bias(self, tensor: str) -> torch.Tensor | None:
         return self.biases[_key(tensor)] if _key(tensor) in self.biases else None
@@ -76,8 +82,8 @@ class StoredParams(torch.nn.Module):
             for name, cb in self.cm.codebooks.items():
                 cb.centroids = as_stored(self.codebooks[_key(name)].numpy(), cb.dtype)
             for tensor, lw in self.cm.layers.items():
-                if _key(tensor) in self.scales:
-                    lw.scale = as_stored(self.scales[_key(tensor)].numpy(), lw.side_dtype)
+                if tensor in self.scales:
+                    lw.scale = as_stored(self.scale(tensor).numpy(), lw.side_dtype)
                 if _key(tensor) in self.biases:
                     lw.bias = as_stored(self.biases[_key(tensor)].numpy(), lw.side_dtype)
 
@@ -113,18 +119,44 @@ class Executor:
         w = m.T if node.op == "MatMul" else m.reshape(shape)
         return w, self.params.bias(w_name)
 
-    def __call__(self, x: torch.Tensor, hook: Hook | None = None) -> torch.Tensor:
-        """The logits; `hook(node, output)` sees (and may replace) each weighted node's output."""
+    def __call__(self, x: torch.Tensor, hook: Hook | None = None,
+                 input_means: dict[str, torch.Tensor] | None = None) -> torch.Tensor:  # fmt: skip
+        """The logits; `hook(node, output)` sees (and may replace) each weighted node's output.
+
+        `input_means`, when given, receives each weighted node's input averaged over the batch.
+        """
         env: dict[str, torch.Tensor] = {self.g.inputs[0]: x}
         for i, node in enumerate(self.nodes):
+            weighted = node.op in ("Conv", "Gemm", "MatMul") and node.inputs[1] in self.consts
+            if weighted and input_means is not None:
+                input_means[node.name] = env[node.inputs[0]].mean(0, keepdim=True)
             y = _run(self, node, env, x.shape[0])
-            if hook is not None and node.op in ("Conv", "Gemm", "MatMul") and node.inputs[1] in self.g.tensors:
+            if hook is not None and weighted:
                 y = hook(node, y)
             env[node.outputs[0]] = y
             for name in node.inputs:
                 if self.last_use.get(name) == i and name not in self.consts:
                     env.pop(name, None)  # free activations as soon as nothing reads them
         return env[self.nodes[-1].outputs[0]]
+
+
+def linear(ex: Executor, node: Node, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """A weighted node's output for input `x` with weight `w` (ONNX shape) and no bias."""
+    return _weighted(ex, node, x, w, None, (x.shape[0], *ex.g.shape(node.outputs[0])[1:]))
+
+
+def _weighted(ex: Executor, node: Node, x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None,
+              out_shape: tuple[int, ...]) -> torch.Tensor:  # fmt: skip
+    if node.op == "Conv":
+        kernel = list(w.shape[2:])
+        strides, pads = _pads(node, ex, kernel)
+        dil = _ints(node, "dilations", len(kernel), 1)
+        conv = F.conv1d if len(kernel) == 1 else F.conv2d
+        return conv(F.pad(x, pads), w, b, strides, 0, dil, int(node.attrs.get("group", 1)))
+    if node.op == "Gemm":
+        y = x.reshape(out_shape[0], -1, w.shape[1]) @ w.T
+        return (y if b is None else y + b).reshape(out_shape)
+    return x @ w  # MatMul
 
 
 def _value(ex: Executor, env: dict[str, torch.Tensor], name: str) -> torch.Tensor:
@@ -151,20 +183,8 @@ def _run(ex: Executor, node: Node, env: dict[str, torch.Tensor], batch: int) -> 
     op, a = node.op, node.attrs
     xs = [_value(ex, env, n) for n in node.inputs if n and (n in env or n in ex.consts)]
     out_shape = (batch, *ex.g.shape(node.outputs[0])[1:])
-    if op == "Conv":
-        w, b = ex.weight(node)
-        kernel = list(w.shape[2:])
-        strides, pads = _pads(node, ex, kernel)
-        dil = _ints(node, "dilations", len(kernel), 1)
-        conv = F.conv1d if len(kernel) == 1 else F.conv2d
-        return conv(F.pad(xs[0], pads), w, b, strides, 0, dil, int(a.get("group", 1)))
-    if op == "Gemm":
-        w, b = ex.weight(node)
-        y = xs[0].reshape(batch, -1, w.shape[1]) @ w.T
-        return (y if b is None else y + b).reshape(out_shape)
-    if op == "MatMul":
-        w, _ = ex.weight(node)
-        return xs[0] @ w
+    if op in ("Conv", "Gemm", "MatMul"):
+        return _weighted(ex, node, xs[0], *ex.weight(node), out_shape)
     if op in UNARY:
         return _unary(node, xs, ex)
     if op in ("Add", "Sub", "Mul", "Div"):
