@@ -260,3 +260,8 @@ def test_generated_c_rejects_null_pointers(zoo: dict[str, Path], tmp_path: Path)
                     "-o", str(exe)], check=True)  # fmt: skip
     codes = subprocess.run([str(exe)], capture_output=True, text=True, check=True).stdout.split()
     assert codes == ["-1", "-1", "-1", "-1"]
+
+
+def test_several_outputs(tmp_path: Path) -> None:
+    nodes = [helper.make_node("Relu", ["x"], ["y"]), helper.make_node("Sigmoid", ["x"], ["z"])]
+    fails(lego2c("inspect", _model(tmp_path, nodes, ["x"], ["y", "z"])), UnsupportedModelError.exit_code, "2 outputs")
