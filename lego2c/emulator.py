@@ -21,6 +21,7 @@ from elftools.elf.sections import SymbolTableSection
 
 from lego2c.boards import boards_dir
 from lego2c.errors import EmulatorError, ToolchainMissingError
+from lego2c.toolchain import require
 
 QEMU = "qemu-system-arm"
 QEMU_INSTALL_HINT = "sudo apt-get install -y --no-install-recommends qemu-system-arm"
@@ -69,11 +70,7 @@ def build_plugin(cache_dir: Path | None = None) -> Path:
     plugin = out_dir / f"insn_count-{digest}.so"
     if plugin.is_file():
         return plugin
-    if shutil.which("gcc") is None:
-        raise ToolchainMissingError(
-            "the host C compiler 'gcc' is needed to build the QEMU counting plugin",
-            hint="sudo apt-get install -y gcc",
-        )
+    require("gcc")  # builds the QEMU counting plugin
     out_dir.mkdir(parents=True, exist_ok=True)
     # Build next to the target and rename, so concurrent first runs never load a partial file.
     with tempfile.NamedTemporaryFile(dir=out_dir, suffix=".so", delete=False) as tmp:

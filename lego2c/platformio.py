@@ -20,15 +20,13 @@ from pathlib import Path
 
 from lego2c.boards import Board, boards_dir
 from lego2c.errors import DoesNotFitError, LegoError, ToolchainMissingError, UsageError
+from lego2c.toolchain import require
 
 # PlatformIO 6.2.0 requires tool-scons ~4.41101.0 (platformio/dependencies.py); PlatformIO
 # encodes SCons 4.11.1 as 4.41101.0 (major, then two digits each of minor and patch).
 TOOL_SCONS_VERSION = "4.41101.0"
 SCONS_VERSION = "4.11.1"
 PIO_INSTALL_HINT = f"{sys.executable} -m pip install platformio==6.2.0"
-ARM_GCC_INSTALL_HINT = (
-    "sudo apt-get install -y --no-install-recommends gcc-arm-none-eabi libnewlib-arm-none-eabi"
-)
 
 # Keep `pio` from phoning home: no telemetry, no upgrade checks.
 PIO_ENV = {
@@ -55,9 +53,7 @@ def _default_core_dir() -> Path:
 
 def _toolchain_package(core_dir: Path) -> Path:
     """A PlatformIO toolchain package whose bin/ points at the system arm-none-eabi tools."""
-    gcc = shutil.which("arm-none-eabi-gcc")
-    if gcc is None:
-        raise ToolchainMissingError("arm-none-eabi-gcc is not installed", hint=ARM_GCC_INSTALL_HINT)
+    gcc = require("arm-none-eabi-gcc")
     gcc_version = subprocess.run(
         [gcc, "-dumpfullversion"], capture_output=True, text=True, check=True
     ).stdout.strip()
