@@ -73,6 +73,8 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--scope", choices=["global", "layer"], help="one codebook for the model, or one per layer")
     g.add_argument("--channel-scales", action=argparse.BooleanOptionalAction, default=None,
                    help="normalise each output channel by its own scale before clustering")  # fmt: skip
+    g.add_argument("--bias-correction", action=argparse.BooleanOptionalAction, default=None,
+                   help="data-free: correct each layer's mean output shift, estimated from BatchNorm statistics")  # fmt: skip
     g.add_argument("--codebook-dtype", choices=["f32", "f16"], help="storage of codebook entries")
     g.add_argument("--side-dtype", choices=["f32", "f16"], help="storage of scales and biases")
     g.add_argument("--protect", nargs="+", metavar="NODE", help="keep these dense at --protect-dtype ('first', 'last' or names)")
@@ -153,8 +155,8 @@ def _parser() -> argparse.ArgumentParser:
 
 def _options(a: argparse.Namespace) -> CompressOptions:
     """The recipe's options, with every option the user gave on top."""
-    given = {key: getattr(a, key) for key in ("k", "tile", "scope", "channel_scales", "codebook_dtype",
-                                               "side_dtype", "protect_dtype") if getattr(a, key) is not None}  # fmt: skip
+    keys = ("k", "tile", "scope", "channel_scales", "bias_correction", "codebook_dtype", "side_dtype", "protect_dtype")
+    given = {key: getattr(a, key) for key in keys if getattr(a, key) is not None}
     if a.protect is not None:
         given["protect"] = tuple(a.protect)
     opts = replace(RECIPES[a.recipe], **given)

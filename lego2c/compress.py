@@ -24,6 +24,7 @@ from sklearn.cluster import KMeans
 
 from .errors import UsageError
 from .ir import Graph, Node
+from .moments import activation_moments
 from .packing import pack_indices
 
 WEIGHTED_OPS = ("Conv", "Gemm", "MatMul")
@@ -62,6 +63,7 @@ class CompressOptions:
     protect: tuple[str, ...] = ()  # node names, "first" or "last": kept dense at protect_dtype
     protect_dtype: str = "i8"  # i8 (per-channel scales) | f16 | f32
     exclude: tuple[str, ...] = ()  # kept dense float32
+    bias_correction: bool = False  # data-free: from BatchNorm statistics (lego2c.moments)
     enabled: bool = True
     seed: int = 0
     plans: tuple[tuple[str, LayerPlan], ...] = ()  # per-node overrides, e.g. from a budget search
@@ -110,7 +112,8 @@ class CompressOptions:
 # per-channel-scaled weights, the first and last layer in int8, side data in fp16.
 RECIPES: dict[str, CompressOptions] = {
     "safe": CompressOptions(k=16, tile=(1, 1), scope="layer", channel_scales=True, codebook_dtype="f16",
-                            side_dtype="f16", protect=("first", "last"), protect_dtype="i8"),  # fmt: skip
+                            side_dtype="f16", protect=("first", "last"), protect_dtype="i8",
+                            bias_correction=True),  # fmt: skip
     "legonet": CompressOptions(k=32, tile=(4, 4), scope="global"),
     "legonet16": CompressOptions(k=16, tile=(4, 4), scope="global"),
 }
@@ -307,11 +310,24 @@ def compress(g: Graph, opts: CompressOptions, progress: bool = True) -> Compress
             start += len(t)
             lw.bits = cb.bits
             lw.packed = pack_indices(lw.indices, cb.bits)
+    moments = activation_moments(g) if opts.bias_correction else {}
     for node in nodes:
         lw = result.layers[node.inputs[1]]
+        exact = weight_matrix(node, g)
         if lw.storage == "tiled":
-            lw.rel_error = _rel_error(result.matrix(lw.tensor), weight_matrix(node, g))
+            lw.rel_error = _rel_error(result.matrix(lw.tensor), exact)
+        if lw.bias is not None and node.inputs[0] in moments and lw.rel_error > 0:
+            shift = _mean_output_shift(node, g, result.matrix(lw.tensor) - exact, moments[node.inputs[0]][0])
+            lw.bias = as_stored(lw.bias - shift, opts.side_dtype)
     return result
+
+
+def _mean_output_shift(node: Node, g: Graph, delta: np.ndarray, mean_in: np.ndarray) -> np.ndarray:
+    """How far a weight change (rows, cols) moves each output channel's mean, given the input's channel means."""
+    groups = int(node.attrs.get("group", 1)) if node.op == "Conv" else 1
+    per_group = mean_in.reshape(groups, -1)
+    expected = np.repeat(per_group, delta.shape[1] // per_group.shape[1], axis=1)  # (ci, kh, kw) column order
+    return (delta * expected[np.arange(delta.shape[0]) // (delta.shape[0] // groups)]).sum(1).astype(np.float32)
 
 
 def _rel_error(approx: np.ndarray, exact: np.ndarray) -> float:

@@ -42,6 +42,7 @@ def load_model(path: str | Path, input_shape: list[int] | None = None) -> Graph:
     _refuse_bad_dtypes(model)
     _pin_input_shape(model, input_shape)
     _refuse_huge_tensors(model)
+    bn_stats = _batchnorm_stats(model)  # before onnxslim fuses BatchNorms into their convolutions
     model = _fold_shape_subgraphs(model)
     try:
         model = shape_inference.infer_shapes(model, strict_mode=True, data_prop=True)
@@ -49,6 +50,7 @@ def load_model(path: str | Path, input_shape: list[int] | None = None) -> Graph:
         raise UnsupportedModelError(f"shape inference failed: {_first_line(e)}") from None
     graph = _to_ir(model)
     _simplify(graph)
+    graph.bn_stats = {t: v for t, v in bn_stats.items() if t in graph.tensors}
     _check_io(graph)
     _refuse_nonfinite_weights(graph)
     problems = ops.unsupported_nodes(graph)
@@ -229,6 +231,18 @@ def _refuse_huge_tensors(model: onnx.ModelProto) -> None:
                 raise UnsupportedModelError(
                     f"tensor '{vi.name}' would have {n} elements (the limit is {MAX_ELEMENTS})"
                 )
+
+
+def _batchnorm_stats(model: onnx.ModelProto) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Each inference BatchNorm's output moments per channel: (shift, |scale|), from initializers."""
+    init = {t.name: t for t in model.graph.initializer}
+    stats = {}
+    for n in model.graph.node:
+        if n.op_type == "BatchNormalization" and len(n.input) == 5 and all(i in init for i in n.input[1:3]):
+            scale, shift = (numpy_helper.to_array(init[i]).astype(np.float64).reshape(-1) for i in n.input[1:3])
+            if scale.shape == shift.shape and np.isfinite(scale).all() and np.isfinite(shift).all():
+                stats[n.output[0]] = (shift, np.abs(scale))
+    return stats
 
 
 def _fold_shape_subgraphs(model: onnx.ModelProto) -> onnx.ModelProto:

@@ -47,6 +47,9 @@ class Graph:
     outputs: list[str]
     opset: int
     metadata: dict[str, str] = field(default_factory=dict)
+    # Per-channel (mean, std) of tensors a BatchNorm produced: its shift and |scale|, which folding
+    # would otherwise lose. Data-free bias correction estimates the layers' mean inputs from them.
+    bn_stats: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
 
     def const(self, name: str) -> np.ndarray | None:
         t = self.tensors.get(name)

@@ -9,9 +9,11 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+import onnx
 import pytest
 
 from lego2c import datasets
@@ -35,6 +37,10 @@ def lego2c(*args: str | Path) -> subprocess.CompletedProcess[str]:
 def documented_default(model: str) -> dict[str, float]:
     """Seed 0 of the default recipe's row (k-means in the CLI runs with seed 0 unless told otherwise)."""
     return json.loads((ROOT / "docs" / "accuracy.json").read_text())[model][0]["evals"][0]
+
+
+def onnx_value(name: str, g) -> onnx.ValueInfoProto:  # type: ignore[no-untyped-def]
+    return onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, list(g.shape(name)))
 
 
 @pytest.fixture(scope="module")
@@ -77,6 +83,40 @@ def test_calibration_on_a_small_subset_improves_output_error() -> None:
     for lw in c.compressed.layers.values():  # written back as stored: fp16 values survive a round trip
         if lw.bias is not None and lw.side_dtype == "f16":
             assert np.array_equal(lw.bias, lw.bias.astype(np.float16).astype(np.float32))
+
+
+def test_batchnorm_moments_predict_real_activation_means(digits_model: Path) -> None:
+    """The data-free estimate of each layer's mean input, against the mean over real training images."""
+    from lego2c.frontend import load_model
+    from lego2c.moments import activation_moments
+
+    g = load_model(digits_model)
+    moments = activation_moments(g)
+    x, _ = load_dataset("digits", "train")
+    import onnxruntime as ort
+
+    checked = 0
+    for n in [n for n in g.nodes if n.op in ("Conv", "Gemm") and n.inputs[0] in moments]:
+        model = g.to_onnx()
+        model.graph.output.append(onnx_value(n.inputs[0], g))
+        sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+        real = np.concatenate([sess.run([n.inputs[0]], {g.inputs[0]: xi[None]})[0] for xi in x[:200]])
+        real_mean = real.mean(axis=tuple(i for i in range(real.ndim) if i != 1))
+        est = moments[n.inputs[0]][0]
+        assert np.abs(est - real_mean).mean() < 0.1 * np.abs(real_mean).mean(), n.name  # measured: 3%
+        checked += 1
+    assert checked == 1  # the second conv: the first reads the raw image, the classifier a flattened map
+
+
+@needs_fmnist
+def test_data_free_bias_correction_reduces_output_error() -> None:
+    x = load_dataset("fashion-mnist", "test")[0][:500]
+    errors = {}
+    for bc in (False, True):
+        opts = replace(RECIPES[DEFAULT_RECIPE], k=8, bias_correction=bc)
+        c = compile_model(ROOT / "models" / "resnet8_fmnist.onnx", opts, progress=False)
+        errors[bc] = output_error(c.graph, c.compressed, x)
+    assert errors[True] < 0.8 * errors[False], errors
 
 
 def test_target_kb_meets_its_budget(digits_model: Path, tmp_path: Path) -> None:

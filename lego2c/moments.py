@@ -1,0 +1,66 @@
+"""Expected activations without data, from the BatchNorm statistics the frontend kept.
+
+A BatchNorm's output has, per channel, the mean of its shift and the spread of its scale over the
+training data. Propagating those Gaussian moments through ReLU, residual adds and pooling gives
+each layer's expected input, which is all that bias correction needs: clustering moves a layer's
+mean output by (W_hat - W) @ E[x], and the bias can take that back (Nagel et al., "Data-Free
+Quantization Through Weight Equalization and Bias Correction", 2019, section 4.2).
+Tensors whose moments cannot be derived this way are left out: their consumers go uncorrected.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.special import ndtr
+
+from .ir import Graph, Node
+
+Moments = tuple[np.ndarray, np.ndarray]  # per-channel mean and variance
+
+# Ops that keep each channel's mean: averaging (the variance only shrinks; keeping it is an upper
+# bound) and reshapes that leave the channel axis alone. Flattening a spatial map is not one: a
+# classifier's per-position input means differ from their channel's mean.
+MEAN_PRESERVING = ("GlobalAveragePool", "AveragePool", "Flatten", "Reshape", "Squeeze")
+
+
+def _relu(mean: np.ndarray, var: np.ndarray) -> Moments:
+    """Mean and variance of max(x, 0) for x ~ N(mean, var), per channel."""
+    std = np.sqrt(var)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        a = np.where(std > 0, mean / np.where(std > 0, std, 1), np.sign(mean) * np.inf)
+    cdf, pdf = ndtr(a), np.exp(-0.5 * np.minimum(a * a, 1e4)) / np.sqrt(2 * np.pi)
+    m1 = mean * cdf + std * pdf
+    m2 = (mean * mean + var) * cdf + mean * std * pdf
+    return m1, np.maximum(m2 - m1 * m1, 0.0)
+
+
+def _linear(g: Graph, n: Node, mean: np.ndarray, var: np.ndarray) -> Moments:
+    """Through a Conv or Gemm without a BatchNorm after it: the mean is exact (padding aside); the
+    variance takes the inputs as independent, an approximation that only the next ReLU's mean sees."""
+    w = g.const(n.inputs[1]).astype(np.float64)  # type: ignore[union-attr]
+    b = g.const(n.inputs[2]).reshape(-1) if len(n.inputs) > 2 and n.inputs[2] else 0.0  # type: ignore[union-attr]
+    groups = int(n.attrs.get("group", 1)) if n.op == "Conv" else 1
+    w = w.reshape(groups, w.shape[0] // groups, w.shape[1], -1)  # (group, out, in, taps)
+    m_in, v_in = mean.reshape(groups, 1, -1, 1), var.reshape(groups, 1, -1, 1)
+    return (w * m_in).sum((2, 3)).reshape(-1) + b, (w * w * v_in).sum((2, 3)).reshape(-1)
+
+
+def activation_moments(g: Graph) -> dict[str, Moments]:
+    """Per-channel moments of every tensor they can be derived for, in graph order."""
+    known: dict[str, Moments] = {t: (m.astype(np.float64), np.square(s.astype(np.float64)))
+                                 for t, (m, s) in g.bn_stats.items()}  # fmt: skip
+    for n in g.nodes:
+        src = [known.get(i) for i in n.inputs]
+        out = n.outputs[0]
+        if out in known or not src or src[0] is None:
+            continue
+        channels = g.shape(out)[1] if len(g.shape(out)) > 1 else 0
+        if n.op == "Relu":
+            known[out] = _relu(*src[0])
+        elif n.op in MEAN_PRESERVING and len(src[0][0]) == channels:
+            known[out] = src[0]
+        elif n.op in ("Conv", "Gemm") and g.const(n.inputs[1]) is not None:
+            known[out] = _linear(g, n, *src[0])
+        elif n.op == "Add" and len(src) == 2 and src[1] is not None and len(src[0][0]) == len(src[1][0]) == channels:
+            known[out] = (src[0][0] + src[1][0], src[0][1] + src[1][1])  # branches taken as independent
+    return known
