@@ -51,7 +51,7 @@ def calibrated(c: Compiled, x: np.ndarray, steps: int = STEPS, seed: int = 0,
     return Compiled(c.path, c.graph, c.compressed, generate(c.graph, c.compressed)), res
 
 
-def _torch():  # type: ignore[no-untyped-def]
+def require_torch():  # type: ignore[no-untyped-def]
     try:
         import torch
     except ImportError:
@@ -62,7 +62,8 @@ def _torch():  # type: ignore[no-untyped-def]
 def calibrate(g: Graph, cm: CompressedModel, x: np.ndarray, steps: int = STEPS, seed: int = 0,
               progress: bool = True) -> CalibResult:  # fmt: skip
     """Bias correction from the layers' real inputs, then distillation from the original's logits."""
-    torch = _torch()
+    torch = require_torch()
+    from .reassign import input_hessians, reassign
     from .torchexec import Executor, StoredParams
 
     x = check_inputs(g, x)[:MAX_INPUTS]
@@ -71,8 +72,9 @@ def calibrate(g: Graph, cm: CompressedModel, x: np.ndarray, steps: int = STEPS, 
     threads = torch.get_num_threads()
     torch.set_num_threads(min(2, os.cpu_count() or 1))  # a fixed thread count keeps float sums, and results, fixed
     try:
-        params = StoredParams(g, cm)
+        reassign(g, cm, input_hessians(g, x))
         xt = torch.from_numpy(x)
+        params = StoredParams(g, cm)
         _correct_biases(torch, Executor(g), Executor(g, params), xt)
         if steps:
             _distill(torch, Executor(g, params), params, xt, torch.from_numpy(reference), steps, seed, progress)
@@ -90,13 +92,14 @@ class LayerBiasCorrection:
     """
 
     def __init__(self, g: Graph, x: np.ndarray) -> None:
-        torch = _torch()
+        torch = require_torch()
         from .torchexec import Executor
 
         self.g, self.torch, self.executor = g, torch, Executor(g)
         self.means: dict[str, object] = {}
         with torch.no_grad():
-            self.executor(torch.from_numpy(check_inputs(g, x)), input_means=self.means)  # type: ignore[arg-type]
+            self.executor(torch.from_numpy(check_inputs(g, x)),
+                          on_input=lambda n, t: self.means.__setitem__(n.name, t.mean(0, keepdim=True)))
 
     def bias(self, node: Node, weight: np.ndarray, bias: np.ndarray) -> np.ndarray:
         """The bias that cancels the mean output shift of `weight` (ONNX shape) replacing the original."""

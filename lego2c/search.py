@@ -28,6 +28,7 @@ from .errors import UsageError
 from .evaluate import check_inputs, model_outputs
 from .ir import Graph
 from .report import Sizes, sizes
+from .reassign import input_hessians, reassign
 from .verify import test_input
 
 # (tile, K) of the tiled options, from 4 down to 0.25 index bits per weight, plus dense int8. Small K at
@@ -83,9 +84,12 @@ def _stored_bytes(cm: CompressedModel, tensor: str) -> int:
 def measure(g: Graph, base: CompressOptions, x: np.ndarray | None, progress: bool = True) -> Sensitivity:
     """Every layer under every menu option: bytes stored and damage to the logits."""
     nodes = weighted_nodes(g)
-    data = "synthetic inputs (data-free)" if x is None else f"{min(len(x), MEASURE)} calibration inputs"
-    corrector = None if x is None else LayerBiasCorrection(g, x[:MEASURE])
-    x = synthetic_inputs(g) if x is None else check_inputs(g, x)[:MEASURE]
+    corrector, hessians = None, {}
+    if x is None:
+        data, x = "synthetic inputs (data-free)", synthetic_inputs(g)
+    else:  # damage as calibration will leave it: indices re-assigned, biases corrected
+        x = check_inputs(g, x)[:MEASURE]
+        data, corrector, hessians = f"{len(x)} calibration inputs", LayerBiasCorrection(g, x), input_hessians(g, x)
     ref = model_outputs(g, None, x)
     energy = float(np.square(ref).sum()) or 1.0
     menu = [LayerPlan(storage="i8")] + [_layer_plan(t, k, "") for t, k in MENU]
@@ -96,6 +100,7 @@ def measure(g: Graph, base: CompressOptions, x: np.ndarray | None, progress: boo
         for option in menu:
             plans = tuple((n.name, replace(option, group=n.name)) for n in nodes)
             cm = compress(g, replace(base, plans=plans), progress=False)  # --exclude still wins over plans
+            reassign(g, cm, hessians)
             weights = reconstructed_weights(g, cm)
             for n in nodes:
                 mine = {k: v for k, v in weights.items() if k in n.inputs}

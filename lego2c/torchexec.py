@@ -120,16 +120,16 @@ class Executor:
         return w, self.params.bias(w_name)
 
     def __call__(self, x: torch.Tensor, hook: Hook | None = None,
-                 input_means: dict[str, torch.Tensor] | None = None) -> torch.Tensor:  # fmt: skip
+                 on_input: Callable[[Node, torch.Tensor], None] | None = None) -> torch.Tensor:  # fmt: skip
         """The logits; `hook(node, output)` sees (and may replace) each weighted node's output.
 
-        `input_means`, when given, receives each weighted node's input averaged over the batch.
+        `on_input(node, input)`, when given, sees each weighted node's input.
         """
         env: dict[str, torch.Tensor] = {self.g.inputs[0]: x}
         for i, node in enumerate(self.nodes):
             weighted = node.op in ("Conv", "Gemm", "MatMul") and node.inputs[1] in self.consts
-            if weighted and input_means is not None:
-                input_means[node.name] = env[node.inputs[0]].mean(0, keepdim=True)
+            if weighted and on_input is not None:
+                on_input(node, env[node.inputs[0]])
             y = _run(self, node, env, x.shape[0])
             if hook is not None and weighted:
                 y = hook(node, y)
@@ -143,6 +143,23 @@ class Executor:
 def linear(ex: Executor, node: Node, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
     """A weighted node's output for input `x` with weight `w` (ONNX shape) and no bias."""
     return _weighted(ex, node, x, w, None, (x.shape[0], *ex.g.shape(node.outputs[0])[1:]))
+
+
+def columns(ex: Executor, node: Node, x: torch.Tensor) -> torch.Tensor:
+    """A weighted node's input as the rows its weight matrix multiplies: (positions, reduction).
+
+    For a Conv this is im2col in the (ci, kh, kw) order of `compress.weight_matrix` (one group).
+    """
+    if node.op != "Conv":
+        return x.reshape(-1, x.shape[-1])
+    kernel = list(ex.g.shape(node.inputs[1])[2:])
+    strides, pads = _pads(node, ex, kernel)
+    dil = _ints(node, "dilations", len(kernel), 1)
+    x = F.pad(x, pads)
+    if len(kernel) == 1:
+        x, kernel, strides, dil = x[:, :, None, :], [1, *kernel], [1, *strides], [1, *dil]
+    cols = F.unfold(x, kernel, dilation=dil, stride=strides)  # (N, ci*kh*kw, positions)
+    return cols.transpose(1, 2).reshape(-1, cols.shape[1])
 
 
 def _weighted(ex: Executor, node: Node, x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None,

@@ -119,6 +119,38 @@ def test_data_free_bias_correction_reduces_output_error() -> None:
     assert errors[True] < 0.8 * errors[False], errors
 
 
+@needs_fmnist
+def test_reassignment_lowers_every_layers_output_error() -> None:
+    """Error-feedback assignment against k-means' nearest entry, in the error each layer's output sees."""
+    pytest.importorskip("torch")
+    from lego2c.compress import weight_matrix, weighted_nodes
+    from lego2c.packing import unpack_indices
+    from lego2c.reassign import input_hessians, reassign
+
+    x = load_dataset("fashion-mnist", "train")[0][:128]
+    opts = replace(RECIPES[DEFAULT_RECIPE], tile=(1, 2), k=8)
+    c = compile_model(ROOT / "models" / "resnet8_fmnist.onnx", opts, progress=False)
+    hessians = input_hessians(c.graph, x)
+
+    def output_errors() -> dict[str, float]:
+        out = {}
+        for n in weighted_nodes(c.graph):
+            if n.name in hessians and c.compressed.layers[n.inputs[1]].storage == "tiled":
+                d = c.compressed.matrix(n.inputs[1]) - weight_matrix(n, c.graph)
+                out[n.name] = float(np.einsum("rc,cd,rd->", d, hessians[n.name], d))
+        return out
+
+    before = output_errors()
+    reassign(c.graph, c.compressed, hessians)
+    after = output_errors()
+    assert len(after) == 8  # every tiled layer: the first and last are int8
+    for name in after:
+        assert after[name] < 0.75 * before[name], name  # measured 0.37 to 0.64
+    for lw in c.compressed.layers.values():  # the format still holds what the kernels decode
+        if lw.storage == "tiled":
+            assert np.array_equal(unpack_indices(lw.packed, lw.n_tiles, lw.bits), lw.indices)
+
+
 def test_target_kb_meets_its_budget(digits_model: Path, tmp_path: Path) -> None:
     out = tmp_path / "sizes.json"
     proc = lego2c("inspect", digits_model, "--target-kb", "4", "--json", out)
