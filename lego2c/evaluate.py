@@ -10,7 +10,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -18,6 +17,7 @@ from .build import Compiled
 from .errors import UsageError
 from .ir import Graph
 from .report import sizes
+from .verify import ort_session
 
 BATCH = 500
 
@@ -44,9 +44,7 @@ class Runner:
     """One onnxruntime session over many batches (a session per batch would cost more than the batch)."""
 
     def __init__(self, model: onnx.ModelProto) -> None:
-        so = ort.SessionOptions()
-        so.log_severity_level = 3
-        self.session = ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
+        self.session = ort_session(model)
         self.input = self.session.get_inputs()[0].name
 
     def __call__(self, x: np.ndarray, progress: Progress | None = None, task: int | None = None) -> np.ndarray:

@@ -28,13 +28,19 @@ def test_input(shape: tuple[int, ...], path: Path | None = None, seed: int = 0) 
     return x.astype(np.float32).reshape(shape)
 
 
-def run_onnx(model: onnx.ModelProto | Path, x: np.ndarray) -> np.ndarray:
-    """One inference in onnxruntime, on the CPU, without graph optimisations."""
+def ort_session(model: onnx.ModelProto | Path, optimize: bool = True) -> ort.InferenceSession:
+    """An onnxruntime CPU session, quiet; without graph optimisations when `optimize` is off."""
     so = ort.SessionOptions()
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    if not optimize:
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     so.log_severity_level = 3
     data = str(model) if isinstance(model, Path) else model.SerializeToString()
-    sess = ort.InferenceSession(data, so, providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(data, so, providers=["CPUExecutionProvider"])
+
+
+def run_onnx(model: onnx.ModelProto | Path, x: np.ndarray) -> np.ndarray:
+    """One inference in onnxruntime, without graph optimisations: the reference for one run."""
+    sess = ort_session(model, optimize=False)
     name = sess.get_inputs()[0].name
     return np.asarray(sess.run(None, {name: x})[0], dtype=np.float32)
 
