@@ -197,6 +197,20 @@ def test_compress_writes_a_model_onnxruntime_runs(zoo: dict[str, Path], tmp_path
     assert y.shape[-1] == 10 and np.isfinite(y).all()
 
 
+def test_bias_correction_flag_changes_only_biases(zoo: dict[str, Path], tmp_path: Path) -> None:
+    import onnx
+    from onnx import numpy_helper
+
+    def constants(*flags: str) -> dict[str, np.ndarray]:
+        out = tmp_path / f"m{len(flags)}.lego.onnx"
+        assert lego2c("compress", zoo["resnet8"], *flags, "-o", out).returncode == 0
+        return {t.name: numpy_helper.to_array(t) for t in onnx.load(out).graph.initializer}
+
+    on, off = constants(), constants("--no-bias-correction")
+    changed = {name for name in on if not np.array_equal(on[name], off[name])}
+    assert changed and all(on[name].ndim == 1 for name in changed)  # biases only: the weights are the same
+
+
 def test_host_build_prints_footprint_and_error(zoo: dict[str, Path], tmp_path: Path) -> None:
     proc = lego2c("build", zoo["resnet8"], "--board", "host", "-o", tmp_path / "o")
     assert proc.returncode == 0, proc.stderr
