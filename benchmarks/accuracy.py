@@ -349,7 +349,11 @@ Single runs with seed 0 on the 10,000 test images while choosing; the tables abo
   have not seen, so the 9x plan is one flag away (`--target-ratio 9`) instead of the default. The same-size
   rows show where the default can still go: searched to int4's size (about the default's), the data-free plan
   lost -0.06 points on ResNet-8 (the default 0.18) and 0.39 on DS-CNN (the default 0.39). A default that
-  searches would cost 15 to 30 s per build; that trade is not made yet.
+  searches would cost 15 to 30 s per build; that trade is not made yet. Also tried as a data-free stop rule:
+  "the smallest searched plan whose output error on synthetic inputs is no worse than the uniform recipe's".
+  It picked 9x for ResNet-8 on seed 0, but the uniform recipe's own error varies twofold across k-means seeds
+  (DS-CNN: 0.107 / 0.221 / 0.172), so on seed 1 it would have let DS-CNN go to 7x, where it loses 1.5 to
+  2.4 points.
 - **Data-free per-layer plan** (`--target-ratio`): the search measures each layer's damage on synthetic inputs
   in the model's input range, with the default's bias correction applied, as the built model will have it.
 - **Bias correction from calibration data** (the layers' real inputs) does more: with 1x1 K=8 everywhere it took 6.42 to 0.22 points
