@@ -1,8 +1,9 @@
-"""Calibration with unlabeled data (`--calib data.npz`): bias correction, then distillation.
+"""Calibration with unlabeled data (`--calib data.npz`): index assignment, bias correction, distillation.
 
-Both keep every index fixed and change only what the format stores beside them: codebook
-entries, per-output-channel scales and biases. Re-assigning indices during distillation was
-measured to make things worse (DESIGN.md section 1). Results are written back into the
+Indices are chosen once, up front, by their error in each layer's output (`reassign`). Bias
+correction and distillation then keep every index fixed and change only what the format stores
+beside them: codebook entries, per-output-channel scales and biases. Re-assigning indices during
+distillation was measured to make things worse (DESIGN.md section 1). Results are written back into the
 `CompressedModel` rounded to their storage types, so the C code computes exactly what was
 measured. torch is imported here, inside the functions: users who never calibrate need not
 install it (`pip install lego2c[calib]`).
@@ -61,7 +62,7 @@ def require_torch():  # type: ignore[no-untyped-def]
 
 def calibrate(g: Graph, cm: CompressedModel, x: np.ndarray, steps: int = STEPS, seed: int = 0,
               progress: bool = True) -> CalibResult:  # fmt: skip
-    """Bias correction from the layers' real inputs, then distillation from the original's logits."""
+    """Index assignment and bias correction from the layers' real inputs, then distillation from the logits."""
     torch = require_torch()
     from .reassign import input_hessians, reassign
     from .torchexec import Executor, StoredParams

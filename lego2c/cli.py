@@ -83,10 +83,11 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--no-compress", action="store_true", help="keep every weight dense float32")
     g.add_argument("--seed", type=int, default=0, help="k-means and distillation seed (default 0)")
     g = p.add_argument_group("data and budgets (accuracy on real data; see docs/accuracy.md)")
-    g.add_argument("--calib", metavar="DATA.npz", help="unlabeled inputs ('x'): bias correction and distillation "
-                   "of codebooks, scales and biases (needs torch); the budget search measures on them too")  # fmt: skip
+    g.add_argument("--calib", metavar="DATA.npz", help="unlabeled inputs ('x'): activation-weighted index assignment, "
+                   "bias correction, and distillation of codebooks, scales and biases (needs torch); the budget search "
+                   "measures on them too")  # fmt: skip
     g.add_argument("--calib-steps", type=int, default=STEPS, metavar="N",
-                   help=f"distillation steps (default {STEPS}; 0: bias correction only)")  # fmt: skip
+                   help=f"distillation steps (default {STEPS}; 0: index assignment and bias correction only)")  # fmt: skip
     budget = g.add_mutually_exclusive_group()
     budget.add_argument("--target-ratio", type=float, metavar="R", help="choose each layer's plan for this honest ratio")
     budget.add_argument("--target-kb", type=float, metavar="N", help="choose each layer's plan for N KB (1024 bytes) of model data")
@@ -177,7 +178,7 @@ def _compile(a: argparse.Namespace) -> Compiled:
     if calib is not None:
         c, res = calibrated(c, calib, a.calib_steps, a.seed, progress)
         console.print(f"calibration on {len(calib)} inputs: relative output error {res.error_before:.4f} -> "
-                      f"{res.error_after:.4f} (bias correction, {res.steps} distillation steps)")  # fmt: skip
+                      f"{res.error_after:.4f} (index assignment, bias correction, {res.steps} distillation steps)")  # fmt: skip
     if a.save_plan:
         save_plan(a.save_plan, c.graph, c.compressed.options)
     return c
