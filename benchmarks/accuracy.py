@@ -340,7 +340,10 @@ Single runs with seed 0 on the 10,000 test images while choosing; the tables abo
   per-channel Gaussians through ReLU, residual adds, pooling and BN-less convs, and each layer's bias takes
   back the mean output shift (W_hat - W) E[x] (Nagel et al. 2019). Seed 0: 1x1 K=8 everywhere went from 6.42
   to 1.04 points at 10.0x, the default from 0.38 to 0.23. It estimated the digits CNN's second conv input means
-  within 3% of the real ones (`tests/test_accuracy.py`).
+  within 3% of the real ones (`tests/test_accuracy.py`). It needs the BatchNorm nodes in the ONNX file, and
+  torch's exporters fold them unless asked not to (`training=torch.onnx.TrainingMode.PRESERVE`, as
+  `scripts/train.py` does); on a file without them the default is the uncorrected one (0.42 on ResNet-8),
+  and `lego2c inspect` says so.
 - **Why the default stays at one uniform setting (7.63x) and does not reach 9x itself**: the per-layer plans
   that reach 9 to 10x on ResNet-8 for 0.1 to 0.3 points (the searched rows above, and a rate allocation on
   weight-space or BN-moment error estimates) cost DS-CNN 1.3 to 2.4 points at only 6.8 to 7.0x: every

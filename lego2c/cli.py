@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 from dataclasses import replace
 import json
 import shlex
+import signal
 import sys
 from pathlib import Path
 
@@ -389,6 +391,8 @@ def main(argv: list[str] | None = None) -> int:
             raise
         return e.exit_code
     except KeyboardInterrupt:
+        with contextlib.suppress(ValueError):  # only the main thread may; a second Ctrl-C must not cut this exit short
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
         errors.print("interrupted; no output was left half-written")
         return EXIT_INTERRUPTED
     except Exception as e:  # a bug in lego2c: say so, without a traceback unless asked

@@ -185,6 +185,7 @@ class CompressedModel:
     options: CompressOptions
     layers: dict[str, LayerWeights] = field(default_factory=dict)  # by weight tensor name
     codebooks: dict[str, Codebook] = field(default_factory=dict)
+    bias_corrected: int = 0  # layers whose bias took back their mean output shift (data-free)
 
     def matrix(self, tensor: str) -> np.ndarray:
         """The effective (rows, cols) float32 weight the C code computes with."""
@@ -319,6 +320,7 @@ def compress(g: Graph, opts: CompressOptions, progress: bool = True) -> Compress
         if lw.bias is not None and node.inputs[0] in moments and lw.rel_error > 0:
             shift = _mean_output_shift(node, g, result.matrix(lw.tensor) - exact, moments[node.inputs[0]][0])
             lw.bias = as_stored(lw.bias - shift, opts.side_dtype)
+            result.bias_corrected += 1
     return result
 
 

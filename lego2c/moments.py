@@ -1,7 +1,7 @@
 """Expected activations without data, from the BatchNorm statistics the frontend kept.
 
 A BatchNorm's output has, per channel, the mean of its shift and the spread of its scale over the
-training data. Propagating those Gaussian moments through ReLU, residual adds and pooling gives
+training data. Propagating those Gaussian moments through ReLU (or ReLU6), residual adds and pooling gives
 each layer's expected input, which is all that bias correction needs: clustering moves a layer's
 mean output by (W_hat - W) @ E[x], and the bias can take that back (Nagel et al., "Data-Free
 Quantization Through Weight Equalization and Bias Correction", 2019, section 4.2).
@@ -14,6 +14,7 @@ import numpy as np
 from scipy.special import ndtr
 
 from .ir import Graph, Node
+from .ops import lower_unary
 
 Moments = tuple[np.ndarray, np.ndarray]  # per-channel mean and variance
 
@@ -23,14 +24,21 @@ Moments = tuple[np.ndarray, np.ndarray]  # per-channel mean and variance
 MEAN_PRESERVING = ("GlobalAveragePool", "AveragePool", "Flatten", "Reshape", "Squeeze")
 
 
-def _relu(mean: np.ndarray, var: np.ndarray) -> Moments:
-    """Mean and variance of max(x, 0) for x ~ N(mean, var), per channel."""
-    std = np.sqrt(var)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        a = np.where(std > 0, mean / np.where(std > 0, std, 1), np.sign(mean) * np.inf)
-    cdf, pdf = ndtr(a), np.exp(-0.5 * np.minimum(a * a, 1e4)) / np.sqrt(2 * np.pi)
-    m1 = mean * cdf + std * pdf
-    m2 = (mean * mean + var) * cdf + mean * std * pdf
+def _clipped(mean: np.ndarray, var: np.ndarray, lo: float, hi: float) -> Moments:
+    """Mean and variance of min(max(x, lo), hi) for x ~ N(mean, var), per channel (ReLU: 0, inf)."""
+    std = np.maximum(np.sqrt(var), 1e-12)
+    a, b = (lo - mean) / std, (hi - mean) / std  # +-inf bounds give +-inf, which ndtr and exp handle
+    cdf_a, cdf_b = ndtr(a), ndtr(b)
+    pdf_a, pdf_b = (np.exp(-0.5 * np.minimum(z * z, 1e4)) / np.sqrt(2 * np.pi) for z in (a, b))
+    inside = cdf_b - cdf_a
+    edge_lo = lo * cdf_a if np.isfinite(lo) else 0.0
+    edge_hi = hi * (1 - cdf_b) if np.isfinite(hi) else 0.0
+    m1 = edge_lo + edge_hi + mean * inside + std * (pdf_a - pdf_b)
+    with np.errstate(invalid="ignore"):  # inf * 0 at an open bound: the term is 0
+        a_pdf = np.where(np.isfinite(a), a * pdf_a, 0.0)
+        b_pdf = np.where(np.isfinite(b), b * pdf_b, 0.0)
+    m2 = ((lo * lo * cdf_a if np.isfinite(lo) else 0.0) + (hi * hi * (1 - cdf_b) if np.isfinite(hi) else 0.0)
+          + mean * mean * inside + 2 * mean * std * (pdf_a - pdf_b) + var * (inside + a_pdf - b_pdf))  # fmt: skip
     return m1, np.maximum(m2 - m1 * m1, 0.0)
 
 
@@ -56,7 +64,10 @@ def activation_moments(g: Graph) -> dict[str, Moments]:
             continue
         channels = g.shape(out)[1] if len(g.shape(out)) > 1 else 0
         if n.op == "Relu":
-            known[out] = _relu(*src[0])
+            known[out] = _clipped(*src[0], 0.0, np.inf)
+        elif n.op == "Clip":  # ReLU6 and friends, bounds read as the kernels read them
+            p = lower_unary(n, g).params
+            known[out] = _clipped(*src[0], float(p["alpha"]), float(p["beta"]))  # type: ignore[arg-type]
         elif n.op in MEAN_PRESERVING and len(src[0][0]) == channels:
             known[out] = src[0]
         elif n.op in ("Conv", "Gemm") and g.const(n.inputs[1]) is not None:

@@ -84,6 +84,18 @@ def print_report(console: Console, cm: CompressedModel, code: GeneratedModel, ti
     console.print(layer_table(cm, code, title))
     for line in summary_lines(sizes(cm, code), code):
         console.print(line)
+    if cm.options.enabled and cm.options.bias_correction:
+        console.print(bias_correction_line(cm))
+
+
+def bias_correction_line(cm: CompressedModel) -> str:
+    """How many layers the data-free bias correction reached, and why it may have reached none."""
+    approximated = sum(1 for lw in cm.layers.values() if lw.rel_error > 0 and lw.bias is not None)
+    line = f"data-free bias correction: {cm.bias_corrected} of {approximated} compressed layers with a bias"
+    if approximated and not cm.bias_corrected:
+        line += (" (no BatchNormalization statistics: exporters fold BN into the convs; export with "
+                 "torch.onnx.export(..., dynamo=False, training=torch.onnx.TrainingMode.PRESERVE) to keep them)")
+    return line
 
 
 def memory_table(board: Board, mem: MemoryUse, code: GeneratedModel) -> Table:

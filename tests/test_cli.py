@@ -16,6 +16,8 @@ from onnx import TensorProto, helper
 
 from lego2c.errors import DoesNotFitError, EmulatorError, ToolchainMissingError, UnsupportedModelError, UsageError
 
+ROOT = Path(__file__).resolve().parents[1]
+
 
 def lego2c(*args: str | Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "lego2c", *map(str, args)], capture_output=True, text=True,
@@ -209,6 +211,13 @@ def test_bias_correction_flag_changes_only_biases(zoo: dict[str, Path], tmp_path
     on, off = constants(), constants("--no-bias-correction")
     changed = {name for name in on if not np.array_equal(on[name], off[name])}
     assert changed and all(on[name].ndim == 1 for name in changed)  # biases only: the weights are the same
+
+
+def test_inspect_says_where_bias_correction_reached(zoo: dict[str, Path]) -> None:
+    kept = lego2c("inspect", ROOT / "models" / "resnet8_fmnist.onnx")  # exported with its BatchNorms
+    assert "data-free bias correction: 9 of 10 compressed layers" in kept.stdout
+    folded = lego2c("inspect", zoo["dynamo_cnn"])  # the dynamo exporter folds BN away
+    assert "data-free bias correction: 0 of" in " ".join(folded.stdout.split()) and "PRESERVE" in folded.stdout
 
 
 def test_host_build_prints_footprint_and_error(zoo: dict[str, Path], tmp_path: Path) -> None:
