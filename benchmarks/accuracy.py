@@ -91,12 +91,14 @@ def compress_case(model: Path, case: Case, seed: int, calib: np.ndarray) -> tupl
 
 
 PARTIAL = DOCS / "accuracy.partial.json"  # rows measured so far: an interrupted run resumes from here
+RESUMED: list[str] = []  # rows this run took from PARTIAL instead of measuring
 
 
 def run_case(model: Path, case: Case, seeds: int, x: np.ndarray, y: np.ndarray, calib: np.ndarray) -> dict:  # type: ignore[type-arg]
     done = json.loads(PARTIAL.read_text()) if PARTIAL.exists() else {}
     key = f"{model.name} | {case.label} | {case.seeds or seeds}"
     if key in done:
+        RESUMED.append(key)
         return done[key]
     evals, seconds = [], []
     for seed in range(case.seeds or seeds):
@@ -175,6 +177,7 @@ def measure_all(seeds: int) -> dict:  # type: ignore[type-arg]
         out[f"{name}_sweep"] = [p.as_dict() for p in sweep]
         out[f"{name}_same_size"] = [run_case(model, c, seeds, x, y, calib) for c in same_size_cases(sweep)]
     out["minutes"] = (time.time() - started) / 60
+    out["resumed_rows"] = len(RESUMED)
     out["machine"] = f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}"
     return out
 
@@ -210,6 +213,11 @@ def plot(r: dict, model: str, title: str) -> None:  # type: ignore[type-arg]
     baseline = rows[0]["evals"][0]["top1_original"]
     points = [Point(**p) for p in r[f"{model}_sweep"]] + extra
     plot_points(points, baseline, DOCS / f"accuracy_{model}.png", title, rows[0]["evals"][0]["n"])
+
+
+def _resumed(r: dict) -> str:  # type: ignore[type-arg]
+    n = r.get("resumed_rows", 0)
+    return f", after taking {n} rows from an earlier run of the same code (accuracy.partial.json)" if n else ""
 
 
 def _short(label: str) -> str:
@@ -259,7 +267,7 @@ def render(r: dict) -> str:  # type: ignore[type-arg]
         "What compression costs a trained model, measured: ResNet-8 and DS-CNN on the 10,000 Fashion-MNIST test",
         "images, the digits CNN on its 540 held-out digits (models/README.md). Regenerate this page, its plots and",
         "`accuracy.json` (which the tests read) with one command: `python -m benchmarks.accuracy` "
-        f"(this run: {r['minutes']:.0f} minutes, {r['machine']}).",
+        f"(this run: {r['minutes']:.0f} minutes{_resumed(r)}, {r['machine']}).",
         "",
         "- **Honest ratio** = 32 x parameters / every bit of model data in flash (indices, codebooks, scales, biases,",
         "  protected layers, other constants). **Paper ratio** = LegoNet's, index bits only. Both are always given.",
