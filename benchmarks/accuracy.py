@@ -260,7 +260,7 @@ def render(r: dict) -> str:  # type: ignore[type-arg]
     p32, p16 = _row(res, "paper: `--recipe legonet`"), _row(res, "paper: `--recipe legonet16`")
     best4 = min((x for x in res if "4x4" in x["label"]), key=lambda x: _mean(x, "drop"))
     digits = r["digits"][0]
-    calib = f"--calib calib512.npz"
+    calib = "--calib calib512.npz"
     lines = [
         "# Accuracy on real data",
         "",

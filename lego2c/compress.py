@@ -24,7 +24,7 @@ from sklearn.cluster import KMeans
 
 from .errors import UsageError
 from .ir import Graph, Node
-from .moments import activation_moments
+from .moments import activation_moments, mean_response
 from .packing import pack_indices
 
 WEIGHTED_OPS = ("Conv", "Gemm", "MatMul")
@@ -288,7 +288,7 @@ def compress(g: Graph, opts: CompressOptions, progress: bool = True) -> Compress
         lw.bias = None if bias is None else as_stored(bias, opts.side_dtype)
         if plan.storage != "tiled":
             _dense(lw, m, plan.storage, opts.side_dtype)
-            lw.rel_error = _rel_error(result.matrix(lw.tensor), m)
+            lw.rel_error = relative_error(result.matrix(lw.tensor), m)
             continue
         lw.storage, lw.side_dtype, lw.dtype, lw.codebook = "tiled", opts.side_dtype, opts.codebook_dtype, plan.group
         if plan.channel_scales:
@@ -314,25 +314,18 @@ def compress(g: Graph, opts: CompressOptions, progress: bool = True) -> Compress
     moments = activation_moments(g) if opts.bias_correction else {}
     for node in nodes:
         lw = result.layers[node.inputs[1]]
-        exact = weight_matrix(node, g)
+        approx, exact = result.matrix(lw.tensor), weight_matrix(node, g)
         if lw.storage == "tiled":
-            lw.rel_error = _rel_error(result.matrix(lw.tensor), exact)
+            lw.rel_error = relative_error(approx, exact)
         if lw.bias is not None and node.inputs[0] in moments and lw.rel_error > 0:
-            shift = _mean_output_shift(node, g, result.matrix(lw.tensor) - exact, moments[node.inputs[0]][0])
+            # The mean output shift the approximation causes, taken back by the bias.
+            shift = mean_response(node, from_matrix(node, approx - exact, lw.shape), moments[node.inputs[0]][0])
             lw.bias = as_stored(lw.bias - shift, opts.side_dtype)
             result.bias_corrected += 1
     return result
 
 
-def _mean_output_shift(node: Node, g: Graph, delta: np.ndarray, mean_in: np.ndarray) -> np.ndarray:
-    """How far a weight change (rows, cols) moves each output channel's mean, given the input's channel means."""
-    groups = int(node.attrs.get("group", 1)) if node.op == "Conv" else 1
-    per_group = mean_in.reshape(groups, -1)
-    expected = np.repeat(per_group, delta.shape[1] // per_group.shape[1], axis=1)  # (ci, kh, kw) column order
-    return (delta * expected[np.arange(delta.shape[0]) // (delta.shape[0] // groups)]).sum(1).astype(np.float32)
-
-
-def _rel_error(approx: np.ndarray, exact: np.ndarray) -> float:
+def relative_error(approx: np.ndarray, exact: np.ndarray) -> float:
     return float(np.linalg.norm(approx - exact)) / (float(np.linalg.norm(exact)) or 1.0)
 
 

@@ -31,26 +31,30 @@ def _clipped(mean: np.ndarray, var: np.ndarray, lo: float, hi: float) -> Moments
     cdf_a, cdf_b = ndtr(a), ndtr(b)
     pdf_a, pdf_b = (np.exp(-0.5 * np.minimum(z * z, 1e4)) / np.sqrt(2 * np.pi) for z in (a, b))
     inside = cdf_b - cdf_a
-    edge_lo = lo * cdf_a if np.isfinite(lo) else 0.0
-    edge_hi = hi * (1 - cdf_b) if np.isfinite(hi) else 0.0
-    m1 = edge_lo + edge_hi + mean * inside + std * (pdf_a - pdf_b)
-    with np.errstate(invalid="ignore"):  # inf * 0 at an open bound: the term is 0
-        a_pdf = np.where(np.isfinite(a), a * pdf_a, 0.0)
-        b_pdf = np.where(np.isfinite(b), b * pdf_b, 0.0)
-    m2 = ((lo * lo * cdf_a if np.isfinite(lo) else 0.0) + (hi * hi * (1 - cdf_b) if np.isfinite(hi) else 0.0)
-          + mean * mean * inside + 2 * mean * std * (pdf_a - pdf_b) + var * (inside + a_pdf - b_pdf))  # fmt: skip
+    # An open bound holds no mass and adds nothing: zero it, so that inf * 0 never appears.
+    lo, hi = (v if np.isfinite(v) else 0.0 for v in (lo, hi))
+    a, b = (np.where(np.isfinite(z), z, 0.0) for z in (a, b))
+    m1 = lo * cdf_a + hi * (1 - cdf_b) + mean * inside + std * (pdf_a - pdf_b)
+    m2 = (lo * lo * cdf_a + hi * hi * (1 - cdf_b) + mean * mean * inside + 2 * mean * std * (pdf_a - pdf_b)
+          + var * (inside + a * pdf_a - b * pdf_b))  # fmt: skip
     return m1, np.maximum(m2 - m1 * m1, 0.0)
 
 
-def _linear(g: Graph, n: Node, mean: np.ndarray, var: np.ndarray) -> Moments:
-    """Through a Conv or Gemm without a BatchNorm after it: the mean is exact (padding aside); the
-    variance takes the inputs as independent, an approximation that only the next ReLU's mean sees."""
-    w = g.const(n.inputs[1]).astype(np.float64)  # type: ignore[union-attr]
-    b = g.const(n.inputs[2]).reshape(-1) if len(n.inputs) > 2 and n.inputs[2] else 0.0  # type: ignore[union-attr]
+def mean_response(n: Node, w: np.ndarray, mean: np.ndarray) -> np.ndarray:
+    """Each output channel's mean when a Conv or Gemm with weight `w` (ONNX shape, no bias) reads
+    inputs whose channels have means `mean`: exact, padding aside."""
     groups = int(n.attrs.get("group", 1)) if n.op == "Conv" else 1
-    w = w.reshape(groups, w.shape[0] // groups, w.shape[1], -1)  # (group, out, in, taps)
-    m_in, v_in = mean.reshape(groups, 1, -1, 1), var.reshape(groups, 1, -1, 1)
-    return (w * m_in).sum((2, 3)).reshape(-1) + b, (w * w * v_in).sum((2, 3)).reshape(-1)
+    w = w.astype(np.float64).reshape(groups, w.shape[0] // groups, w.shape[1], -1)  # (group, out, in, taps)
+    return (w * mean.reshape(groups, 1, -1, 1)).sum((2, 3)).reshape(-1)
+
+
+def _linear(g: Graph, n: Node, mean: np.ndarray, var: np.ndarray) -> Moments:
+    """Through a Conv or Gemm without a BatchNorm after it. The variance takes the inputs as
+    independent, an approximation that only the next ReLU's mean sees."""
+    w = g.const(n.inputs[1])
+    assert w is not None
+    b = g.const(n.inputs[2]).reshape(-1) if len(n.inputs) > 2 and n.inputs[2] else 0.0  # type: ignore[union-attr]
+    return mean_response(n, w, mean) + b, mean_response(n, np.square(w.astype(np.float64)), var)
 
 
 def activation_moments(g: Graph) -> dict[str, Moments]:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .compress import CompressedModel, weight_matrix, weighted_nodes
+from .compress import CompressedModel, relative_error, weight_matrix, weighted_nodes
 from .ir import Graph, Node
 from .packing import pack_indices
 
@@ -58,8 +58,7 @@ def reassign(g: Graph, cm: CompressedModel, hessians: dict[str, np.ndarray]) -> 
         centroids = cm.codebooks[lw.codebook].centroids.astype(np.float64)
         lw.indices = _assign(m, hessians[node.name], centroids, lw.tile)
         lw.packed = pack_indices(lw.indices, lw.bits)
-        lw.rel_error = float(np.linalg.norm(cm.matrix(lw.tensor) - weight_matrix(node, g))
-                             / (np.linalg.norm(weight_matrix(node, g)) or 1.0))  # fmt: skip
+        lw.rel_error = relative_error(cm.matrix(lw.tensor), weight_matrix(node, g))
 
 
 def _assign(m: np.ndarray, h: np.ndarray, centroids: np.ndarray, tile: tuple[int, int]) -> np.ndarray:
