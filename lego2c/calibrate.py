@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -60,6 +61,17 @@ def require_torch():  # type: ignore[no-untyped-def]
     return torch
 
 
+@contextmanager
+def fixed_threads(torch):  # type: ignore[no-untyped-def]
+    """A fixed thread count keeps torch's float sums, and so the results, the same from run to run."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(min(2, os.cpu_count() or 1))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 def calibrate(g: Graph, cm: CompressedModel, x: np.ndarray, steps: int = STEPS, seed: int = 0,
               progress: bool = True) -> CalibResult:  # fmt: skip
     """Index assignment and bias correction from the layers' real inputs, then distillation from the logits."""
@@ -70,9 +82,7 @@ def calibrate(g: Graph, cm: CompressedModel, x: np.ndarray, steps: int = STEPS, 
     x = check_inputs(g, x)[:MAX_INPUTS]
     reference = model_outputs(g, None, x)
     before = output_error(g, cm, x, reference)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(min(2, os.cpu_count() or 1))  # a fixed thread count keeps float sums, and results, fixed
-    try:
+    with fixed_threads(torch):
         reassign(g, cm, input_hessians(g, x))
         xt = torch.from_numpy(x)
         params = StoredParams(g, cm)
@@ -80,8 +90,6 @@ def calibrate(g: Graph, cm: CompressedModel, x: np.ndarray, steps: int = STEPS, 
         if steps:
             _distill(torch, Executor(g, params), params, xt, torch.from_numpy(reference), steps, seed, progress)
         params.write_back()
-    finally:
-        torch.set_num_threads(threads)
     return CalibResult(before, output_error(g, cm, x, reference), steps)
 
 

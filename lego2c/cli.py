@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 from dataclasses import replace
 import json
 import shlex
-import signal
 import sys
 from pathlib import Path
 
@@ -20,12 +18,16 @@ from rich.table import Table
 from .boards import Board, list_boards, load_board
 from .build import Compiled, build_host, build_target, compile_model, read_build_info, run_emulated
 from .calibrate import STEPS, calibrate, calibrated
-from .compress import DEFAULT_RECIPE, RECIPES, CompressOptions
+from .compress import AUTO, DEFAULT_RECIPE, RECIPES, CompressOptions
 from .datasets import CLASS_NAMES, DATASETS, load_dataset
 from .errors import EmulatorError, LegoError, UsageError
-from .evaluate import evaluate, evaluation_table
+from .evaluate import check_inputs, evaluate, evaluation_table
 from .frontend import load_model
-from .search import choice_table, load_plan, measure, plan_for_budget, save_plan, search_max_drop
+from .ir import Graph
+from .search import (auto_obstacle, auto_plan, choice_table, load_plan, measure, plan_for_budget, save_plan,
+                     search_max_drop)
+from .synthesize import bn_matched_inputs
+from .project import ignore_interrupts
 from .report import layer_flash_table, memory_table, print_report, sizes
 from .verify import max_error, parse_program_output
 
@@ -67,8 +69,10 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", type=Path, help="ONNX model file")
     p.add_argument("--input-shape", type=_shape, metavar="DIMS", help="static input shape, e.g. 1,3,32,32")
     g = p.add_argument_group("compression (LegoNet block clustering); options override the recipe")
-    g.add_argument("--recipe", choices=sorted(RECIPES), default=DEFAULT_RECIPE,
-                   help=f"a named set of the options below (default {DEFAULT_RECIPE})")  # fmt: skip
+    g.add_argument("--recipe", choices=[AUTO, *sorted(RECIPES)], default=AUTO,
+                   help=f"a named set of the options below. Default {AUTO}: the {DEFAULT_RECIPE} recipe; on a model with "
+                        "BatchNorm statistics, calibrated on inputs made from them, with the smallest per-layer plan "
+                        "predicted to be about as accurate (minutes, not seconds; see README)")  # fmt: skip
     g.add_argument("-K", dest="k", type=int, help="codebook size")
     g.add_argument("-b", "--tile", dest="tile", type=_tile, metavar="B|RxC",
                    help="tile shape: 4 means 4x4, or rows x cols like 2x4")  # fmt: skip
@@ -87,7 +91,8 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("data and budgets (accuracy on real data; see docs/accuracy.md)")
     g.add_argument("--calib", metavar="DATA.npz", help="unlabeled inputs ('x'): activation-weighted index assignment, "
                    "bias correction, and distillation of codebooks, scales and biases (needs torch); the budget search "
-                   "measures on them too")  # fmt: skip
+                   "measures on them too. 'synthetic': no data, inputs made to match the model's BatchNorm "
+                   "statistics (ZeroQ)")  # fmt: skip
     g.add_argument("--calib-steps", type=int, default=STEPS, metavar="N",
                    help=f"distillation steps (default {STEPS}; 0: index assignment and bias correction only)")  # fmt: skip
     budget = g.add_mutually_exclusive_group()
@@ -156,13 +161,20 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+OPTION_KEYS = ("k", "tile", "scope", "channel_scales", "bias_correction", "codebook_dtype", "side_dtype", "protect_dtype")
+
+
+def _customised(a: argparse.Namespace) -> bool:
+    """Whether the user set any compression option beyond the recipe."""
+    return any(getattr(a, key) is not None for key in OPTION_KEYS) or bool(a.protect or a.exclude or a.no_compress)
+
+
 def _options(a: argparse.Namespace) -> CompressOptions:
     """The recipe's options, with every option the user gave on top."""
-    keys = ("k", "tile", "scope", "channel_scales", "bias_correction", "codebook_dtype", "side_dtype", "protect_dtype")
-    given = {key: getattr(a, key) for key in keys if getattr(a, key) is not None}
+    given = {key: getattr(a, key) for key in OPTION_KEYS if getattr(a, key) is not None}
     if a.protect is not None:
         given["protect"] = tuple(a.protect)
-    opts = replace(RECIPES[a.recipe], **given)
+    opts = replace(RECIPES[DEFAULT_RECIPE if a.recipe == AUTO else a.recipe], **given)
     return replace(opts, exclude=tuple(a.exclude), enabled=not a.no_compress, seed=a.seed)
 
 
@@ -171,11 +183,13 @@ def _compile(a: argparse.Namespace) -> Compiled:
     opts = _options(a)
     opts.validate()
     progress = console.is_terminal
-    calib = _data(a.calib, "--calib")[0] if a.calib else None
+    calib = _calibration_inputs(a, progress) if a.calib else None
     if a.plan:
         opts = replace(opts, plans=load_plan(a.plan))
     elif a.target_ratio is not None or a.target_kb is not None or a.max_drop is not None:
         opts = _search(a, opts, calib, progress)
+    elif calib is None and a.recipe == AUTO and not _customised(a):
+        opts, calib = _auto(a, opts, progress)
     c = compile_model(a.model, opts, a.input_shape, progress=progress)
     if calib is not None:
         c, res = calibrated(c, calib, a.calib_steps, a.seed, progress)
@@ -184,6 +198,34 @@ def _compile(a: argparse.Namespace) -> Compiled:
     if a.save_plan:
         save_plan(a.save_plan, c.graph, c.compressed.options)
     return c
+
+
+def _calibration_inputs(a: argparse.Namespace, progress: bool) -> np.ndarray:
+    if a.calib != "synthetic":
+        return _data(a.calib, "--calib")[0]
+    return _synthetic(load_model(a.model, a.input_shape), a.seed, progress)
+
+
+def _synthetic(graph: Graph, seed: int, progress: bool) -> np.ndarray:
+    x, loss = bn_matched_inputs(graph, seed=seed, progress=progress)
+    console.print(f"synthesised {len(x)} calibration inputs from the model's BatchNorm statistics "
+                  f"(matching loss {loss:.2g}; 0 is a perfect match)")  # fmt: skip
+    return x
+
+
+def _auto(a: argparse.Namespace, opts: CompressOptions, progress: bool) -> tuple[CompressOptions, np.ndarray | None]:
+    """The default recipe: the safe options, or, where the model allows, a synthetically calibrated plan."""
+    graph = load_model(a.model, a.input_shape)
+    why = auto_obstacle(graph)
+    if why is not None:
+        console.print(f"default recipe: {why}, so the uniform {DEFAULT_RECIPE} recipe is used")
+        return opts, None
+    console.print(f"default recipe: calibrating on synthetic inputs and searching for the smallest plan about as "
+                  f"accurate as the uniform {DEFAULT_RECIPE} recipe (--recipe {DEFAULT_RECIPE} skips this)")  # fmt: skip
+    x = _synthetic(graph, a.seed, progress)
+    found, table = auto_plan(graph, opts, x, progress)
+    console.print(table)
+    return found, x
 
 
 def _data(name: str, flag: str, split: str = "train") -> tuple[np.ndarray, np.ndarray | None]:
@@ -227,6 +269,7 @@ def cmd_eval(a: argparse.Namespace) -> int:
     x, y = _data(a.dataset, "--dataset", a.split)
     if a.limit is not None:
         x, y = x[: a.limit], None if y is None else y[: a.limit]
+    check_inputs(load_model(a.model, a.input_shape), x)  # before compression, which may take minutes
     c = _compile(a)
     e = evaluate(c, x, y, progress=console.is_terminal)
     print_report(console, c.compressed, c.code, f"{a.model.name}")
@@ -391,8 +434,7 @@ def main(argv: list[str] | None = None) -> int:
             raise
         return e.exit_code
     except KeyboardInterrupt:
-        with contextlib.suppress(ValueError):  # only the main thread may; a second Ctrl-C must not cut this exit short
-            signal.signal(signal.SIGINT, signal.SIG_IGN)
+        ignore_interrupts()  # a second Ctrl-C must not cut this exit short
         errors.print("interrupted; no output was left half-written")
         return EXIT_INTERRUPTED
     except Exception as e:  # a bug in lego2c: say so, without a traceback unless asked

@@ -13,9 +13,11 @@ import shutil
 import signal
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from types import FrameType
+from typing import Any
 
 from .errors import UsageError
 
@@ -66,18 +68,23 @@ def staged_output(out: Path, force: bool) -> Iterator[Path]:
                 shutil.rmtree(tmp, ignore_errors=True)
 
 
+def ignore_interrupts() -> Callable[[int, FrameType | None], Any] | int | None:
+    """Ignore Ctrl-C from now on; the handler it replaced, or None off the main thread (which may not)."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 @contextmanager
 def _uninterrupted() -> Iterator[None]:
     """Hold Ctrl-C back while output folders are swapped or cleaned up, so that a second
     Ctrl-C cannot leave half of either behind."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    previous = ignore_interrupts()
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
 
 
 def write_file(path: Path, text: str | bytes) -> None:

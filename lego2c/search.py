@@ -3,7 +3,7 @@
 Each weighted layer can take one option from `MENU` (a tile shape and K with its own codebook
 and per-channel scales, or dense int8). The cost of an option is the bytes it stores; its
 damage is the relative squared error it causes in the model's logits when that layer alone is
-compressed that way, measured on the calibration data when given and otherwise on synthetic
+compressed that way, measured on the calibration data when given and otherwise on random
 inputs in the model's input range (data-free); with data, after bias correction, as the
 calibrated model will be. Damages are taken as additive, and a Lagrangian
 sweep picks, for every budget, the plan of least total damage (DESIGN.md section 1: a plan
@@ -12,8 +12,9 @@ from measured sensitivity lost about half of what one setting everywhere lost).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import importlib.util
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -38,7 +39,7 @@ MENU: tuple[tuple[tuple[int, int], int], ...] = (
     ((1, 2), 8), ((2, 2), 64), ((1, 3), 16), ((2, 2), 32), ((2, 2), 16), ((1, 4), 16), ((4, 1), 16),
     ((4, 2), 256), ((2, 4), 64), ((2, 4), 16), ((4, 4), 256), ((4, 4), 64), ((4, 4), 16),
 )  # fmt: skip
-SYNTHETIC = 256  # inputs for the data-free measurement
+RANDOM_INPUTS = 256  # for the data-free measurement
 MEASURE = 512  # at most this many calibration inputs are used to measure damage
 
 
@@ -66,7 +67,7 @@ class Sensitivity:
         return self.fixed_bytes + sum(o.nbytes for o in choice.values())
 
 
-def synthetic_inputs(g: Graph, n: int = SYNTHETIC, seed: int = 0) -> np.ndarray:
+def random_inputs(g: Graph, n: int = RANDOM_INPUTS, seed: int = 0) -> np.ndarray:
     """Deterministic inputs in the model's declared input range ([0,1] from metadata, else [-1,1))."""
     x = test_input((n, *g.shape(g.inputs[0])[1:]), seed=seed)
     return (x + 1) / 2 if g.metadata.get("input_range") == "[0,1]" else x
@@ -86,7 +87,7 @@ def measure(g: Graph, base: CompressOptions, x: np.ndarray | None, progress: boo
     nodes = weighted_nodes(g)
     corrector, hessians = None, {}
     if x is None:
-        data, x = "synthetic inputs (data-free)", synthetic_inputs(g)
+        data, x = "random inputs in the input range (data-free)", random_inputs(g)
     else:  # damage as calibration will leave it: indices re-assigned, biases corrected
         x = check_inputs(g, x)[:MEASURE]
         data, corrector, hessians = f"{len(x)} calibration inputs", LayerBiasCorrection(g, x), input_hessians(g, x)
@@ -113,9 +114,11 @@ def measure(g: Graph, base: CompressOptions, x: np.ndarray | None, progress: boo
     return Sensitivity(options, fixed_bytes(g), uncompressed_sizes(g).params, weights, data)
 
 
-def _uncompressed(g: Graph) -> tuple[CompressedModel, Sizes]:
+def _uncompressed(g: Graph) -> tuple[CompressedModel, Sizes, int]:
+    """The model stored dense, its sizes, and its MACs per inference."""
     cm = compress(g, CompressOptions(enabled=False), progress=False)
-    return cm, sizes(cm, generate(g, cm))
+    code = generate(g, cm)
+    return cm, sizes(cm, code), sum(layer.macs for layer in code.layers)
 
 
 def uncompressed_sizes(g: Graph) -> Sizes:
@@ -124,7 +127,7 @@ def uncompressed_sizes(g: Graph) -> Sizes:
 
 def fixed_bytes(g: Graph) -> int:
     """Model data that no weight plan changes: every constant but the weights and their biases."""
-    cm, s = _uncompressed(g)
+    cm, s, _ = _uncompressed(g)
     return s.model_bytes - sum(_stored_bytes(cm, n.inputs[1]) for n in weighted_nodes(g))
 
 
@@ -154,6 +157,69 @@ def choose(s: Sensitivity, budget: int) -> dict[str, Option]:
             return choice
         _, n, o = max(ups, key=lambda u: u[0])
         choice[n] = o
+
+
+def damage(choice: dict[str, Option]) -> float:
+    return sum(o.damage for o in choice.values())
+
+
+def reference_choice(s: Sensitivity, plans: dict[str, LayerPlan]) -> dict[str, Option]:
+    """The menu options that store each layer as `plans` do (each plan must be on the menu)."""
+
+    def key(p: LayerPlan) -> tuple[object, ...]:
+        return (p.storage,) if p.storage != "tiled" else (p.storage, p.tile, p.k, p.channel_scales)
+
+    return {n: next(o for o in opts if key(o.plan) == key(plans[n])) for n, opts in s.options.items()}
+
+
+def as_safe_as(s: Sensitivity, reference: dict[str, Option], slack: float) -> dict[str, Option]:
+    """The smallest plan whose predicted damage is at most `slack` times `reference`'s: bisection on bytes."""
+    limit = slack * damage(reference)
+    lo = s.total({n: min(opts, key=lambda o: o.nbytes) for n, opts in s.options.items()}) - 1  # may fail
+    hi, best = s.total(reference), reference
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        choice = choose(s, mid)
+        lo, hi, best = (lo, mid, choice) if damage(choice) <= limit else (mid, hi, best)
+    return best
+
+
+# The default (`--recipe auto`): when a model carries BatchNorm statistics, calibrate it on inputs made
+# from them and take the smallest plan predicted to do at most AUTO_SLACK times the damage of the uniform
+# `safe` recipe. Distillation then removes most of the predicted damage; the slack was set on ResNet-8 and
+# DS-CNN (docs/accuracy.md), where it reached about 10x and 7x. Making the inputs costs about 8 s per
+# million MACs here, hence the limit.
+AUTO_SLACK = 1.5
+AUTO_MAX_MACS = 20_000_000
+
+
+def auto_obstacle(g: Graph) -> str | None:
+    """Why the default cannot calibrate this model on synthetic inputs, or None."""
+    if not g.bn_stats:
+        return "the model carries no BatchNorm statistics to make calibration inputs from"
+    if importlib.util.find_spec("torch") is None:
+        return "torch is not installed (pip install 'lego2c[calib]')"
+    macs = _uncompressed(g)[2]
+    if macs > AUTO_MAX_MACS:
+        return (f"at {macs / 1e6:.0f} M MACs per inference, making calibration inputs would take over "
+                f"{AUTO_MAX_MACS * 8e-6 / 60:.0f} minutes (`--calib synthetic` does it anyway)")  # fmt: skip
+    return None
+
+
+def auto_choice(g: Graph, s: Sensitivity, base: CompressOptions) -> tuple[dict[str, Option], dict[str, Option]]:
+    """The smallest per-layer plan predicted to be about as accurate as `base` (the safe recipe), and `base`'s own."""
+    reference = reference_choice(s, base.layer_plans(weighted_nodes(g)))
+    return as_safe_as(s, reference, AUTO_SLACK), reference
+
+
+def auto_plan(g: Graph, base: CompressOptions, x: np.ndarray, progress: bool = True) -> tuple[CompressOptions, Table]:
+    """`base` (the safe recipe) replaced by the smallest per-layer plan predicted to be about as accurate."""
+    s = measure(g, base, x, progress)
+    choice, reference = auto_choice(g, s, base)
+    table = choice_table(s, choice)
+    table.caption = (f"the uniform safe recipe would store {s.total(reference):,} bytes at predicted damage "
+                     f"{damage(reference):.3g}; this plan stores {s.total(choice):,} at {damage(choice):.3g}")  # fmt: skip
+    return plan_options(base, choice), table
 
 
 def plan_for_budget(g: Graph, base: CompressOptions, x: np.ndarray | None, target_ratio: float | None,

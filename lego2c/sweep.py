@@ -119,7 +119,8 @@ def plot_points(points: list[Point], baseline: float, path: Path, title: str, n:
     low = max(0.0, baseline - 12)  # the interesting band; points below it sit on the bottom edge, marked
     ax.axhline(baseline, color="grey", lw=0.8, ls="--", label=f"uncompressed ({baseline:.2f}%)")
     for family, marker in (("lego2c (data-free)", "o"), ("LegoNet literal", "s"), ("uniform per-channel", "^"),
-                           ("lego2c (calibrated)", "D"), ("lego2c (searched plan)", "P")):  # fmt: skip
+                           ("lego2c (calibrated)", "D"), ("lego2c (searched plan)", "P"),
+                           ("lego2c (synthetic calibration)", "X")):  # fmt: skip
         ps = [p for p in points if p.family == family]
         if not ps:
             continue

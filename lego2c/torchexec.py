@@ -120,10 +120,12 @@ class Executor:
         return w, self.params.bias(w_name)
 
     def __call__(self, x: torch.Tensor, hook: Hook | None = None,
-                 on_input: Callable[[Node, torch.Tensor], None] | None = None) -> torch.Tensor:  # fmt: skip
+                 on_input: Callable[[Node, torch.Tensor], None] | None = None,
+                 on_output: Callable[[str, torch.Tensor], None] | None = None) -> torch.Tensor:  # fmt: skip
         """The logits; `hook(node, output)` sees (and may replace) each weighted node's output.
 
-        `on_input(node, input)`, when given, sees each weighted node's input.
+        `on_input(node, input)`, when given, sees each weighted node's input, and
+        `on_output(tensor_name, value)` every node's output.
         """
         env: dict[str, torch.Tensor] = {self.g.inputs[0]: x}
         for i, node in enumerate(self.nodes):
@@ -134,6 +136,8 @@ class Executor:
             if hook is not None and weighted:
                 y = hook(node, y)
             env[node.outputs[0]] = y
+            if on_output is not None:
+                on_output(node.outputs[0], y)
             for name in node.inputs:
                 if self.last_use.get(name) == i and name not in self.consts:
                     env.pop(name, None)  # free activations as soon as nothing reads them

@@ -141,7 +141,7 @@ def test_cross_compiler_missing(zoo: dict[str, Path], tmp_path: Path) -> None:
 
 def test_qemu_missing_and_timeout(zoo: dict[str, Path], tmp_path: Path) -> None:
     out = tmp_path / "fw"
-    assert lego2c("build", zoo["cnn"], "--board", "qemu-m7", "-o", out).returncode == 0
+    assert lego2c("build", zoo["cnn"], "--recipe", "safe", "--board", "qemu-m7", "-o", out).returncode == 0
     fails(lego2c("run", out, env=_path_without(tmp_path, "qemu-system-arm")), ToolchainMissingError.exit_code,
           "qemu-system-arm", "apt-get install")  # fmt: skip
     fails(lego2c("run", out, "--timeout", "0.001"), EmulatorError.exit_code, "did not finish")
@@ -176,7 +176,7 @@ def _hashes(folder: Path) -> dict[str, str]:
 def test_same_input_same_bytes(zoo: dict[str, Path], tmp_path: Path) -> None:
     a, b = tmp_path / "a", tmp_path / "b"
     for out in (a, b):
-        proc = lego2c("build", zoo["resnet8"], "--board", "stm32f746g", "-o", out)
+        proc = lego2c("build", zoo["resnet8"], "--recipe", "safe", "--board", "stm32f746g", "-o", out)
         assert proc.returncode == 0, proc.stderr
     assert _hashes(a) == _hashes(b)
 
@@ -208,20 +208,20 @@ def test_bias_correction_flag_changes_only_biases(zoo: dict[str, Path], tmp_path
         assert lego2c("compress", zoo["resnet8"], *flags, "-o", out).returncode == 0
         return {t.name: numpy_helper.to_array(t) for t in onnx.load(out).graph.initializer}
 
-    on, off = constants(), constants("--no-bias-correction")
+    on, off = constants("--recipe", "safe"), constants("--recipe", "safe", "--no-bias-correction")
     changed = {name for name in on if not np.array_equal(on[name], off[name])}
     assert changed and all(on[name].ndim == 1 for name in changed)  # biases only: the weights are the same
 
 
 def test_inspect_says_where_bias_correction_reached(zoo: dict[str, Path]) -> None:
-    kept = lego2c("inspect", ROOT / "models" / "resnet8_fmnist.onnx")  # exported with its BatchNorms
+    kept = lego2c("inspect", ROOT / "models" / "resnet8_fmnist.onnx", "--recipe", "safe")  # exported with its BatchNorms
     assert "data-free bias correction: 9 of 10 compressed layers" in kept.stdout
     folded = lego2c("inspect", zoo["dynamo_cnn"])  # the dynamo exporter folds BN away
     assert "data-free bias correction: 0 of" in " ".join(folded.stdout.split()) and "PRESERVE" in folded.stdout
 
 
 def test_host_build_prints_footprint_and_error(zoo: dict[str, Path], tmp_path: Path) -> None:
-    proc = lego2c("build", zoo["resnet8"], "--board", "host", "-o", tmp_path / "o")
+    proc = lego2c("build", zoo["resnet8"], "--recipe", "safe", "--board", "host", "-o", tmp_path / "o")
     assert proc.returncode == 0, proc.stderr
     assert "model data in flash" in proc.stdout and "activation arena" in proc.stdout
     assert "max abs error" in proc.stdout and "match" in proc.stdout
@@ -233,11 +233,11 @@ def test_interrupted_build_leaves_the_old_output(zoo: dict[str, Path], tmp_path:
     import time
 
     out = tmp_path / "fw"
-    assert lego2c("build", zoo["cnn"], "-o", out).returncode == 0
+    assert lego2c("build", zoo["cnn"], "--recipe", "safe", "-o", out).returncode == 0
     before = _tree_hash(out)
     # A job started in the background inherits SIGINT ignored; a user's terminal has it on.
-    proc = subprocess.Popen([sys.executable, "-m", "lego2c", "build", zoo["mobilenetv1"], "--board", "stm32f746g",
-                             "-o", out], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    proc = subprocess.Popen([sys.executable, "-m", "lego2c", "build", zoo["mobilenetv1"], "--recipe", "safe",
+                             "--board", "stm32f746g", "-o", out], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # fmt: skip
     deadline = time.time() + 120
     while time.time() < deadline and not list(tmp_path.glob(".fw.tmp-*/src/model.c")):
@@ -267,7 +267,7 @@ def _tree_hash(folder: Path) -> str:
 def test_generated_c_rejects_null_pointers(zoo: dict[str, Path], tmp_path: Path) -> None:
     """lego_model_run and the kernels return LEGO_ERR_NULL instead of faulting."""
     out = tmp_path / "o"
-    assert lego2c("build", zoo["cnn"], "-o", out).returncode == 0
+    assert lego2c("build", zoo["cnn"], "--recipe", "safe", "-o", out).returncode == 0
     probe = out / "probe.c"
     probe.write_text(
         '#include <stdio.h>\n#include "model.h"\n#include "lego_runtime.h"\n'
