@@ -133,8 +133,7 @@ def default_options(path: Path) -> tuple[str, CompressOptions]:
     base = RECIPES[DEFAULT_RECIPE]
     if search.auto_obstacle(g) is not None:
         return f"default ({DEFAULT_RECIPE})", base
-    s = search.measure(g, base, bn_matched_inputs(g, progress=False)[0], progress=False)
-    return f"default ({AUTO})", search.plan_options(base, search.auto_choice(g, s, base)[0])
+    return f"default ({AUTO})", search.auto_plan(g, base, bn_matched_inputs(g, progress=False)[0], progress=False)[0]
 
 
 def model_paths(names: Sequence[str], tmp: Path) -> dict[str, Path]:

@@ -28,7 +28,7 @@ from .codegen import generate
 from .errors import UsageError
 from .evaluate import check_inputs, model_outputs
 from .ir import Graph
-from .report import Sizes, sizes
+from .report import sizes
 from .reassign import input_hessians, reassign
 from .verify import test_input
 
@@ -111,24 +111,25 @@ def measure(g: Graph, base: CompressOptions, x: np.ndarray | None, progress: boo
                 options[n.name].append(Option(dict(plans)[n.name], _stored_bytes(cm, n.inputs[1]), err))
                 bar.advance(task)
     weights = {n.name: int(g.const(n.inputs[1]).size) for n in nodes}  # type: ignore[union-attr]
-    return Sensitivity(options, fixed_bytes(g), uncompressed_sizes(g).params, weights, data)
+    dense = dense_baseline(g)
+    return Sensitivity(options, dense.fixed_bytes, dense.params, weights, data)
 
 
-def _uncompressed(g: Graph) -> tuple[CompressedModel, Sizes, int]:
-    """The model stored dense, its sizes, and its MACs per inference."""
+@dataclass(frozen=True)
+class DenseBaseline:
+    """What the model stores and computes with no weight compressed: what budgets are measured against."""
+
+    params: int
+    fixed_bytes: int  # model data that no weight plan changes: every constant but the weights and their biases
+    macs: int  # per inference
+
+
+def dense_baseline(g: Graph) -> DenseBaseline:
     cm = compress(g, CompressOptions(enabled=False), progress=False)
     code = generate(g, cm)
-    return cm, sizes(cm, code), sum(layer.macs for layer in code.layers)
-
-
-def uncompressed_sizes(g: Graph) -> Sizes:
-    return _uncompressed(g)[1]
-
-
-def fixed_bytes(g: Graph) -> int:
-    """Model data that no weight plan changes: every constant but the weights and their biases."""
-    cm, s, _ = _uncompressed(g)
-    return s.model_bytes - sum(_stored_bytes(cm, n.inputs[1]) for n in weighted_nodes(g))
+    s = sizes(cm, code)
+    weights = sum(_stored_bytes(cm, n.inputs[1]) for n in weighted_nodes(g))
+    return DenseBaseline(s.params, s.model_bytes - weights, sum(layer.macs for layer in code.layers))
 
 
 def choose(s: Sensitivity, budget: int) -> dict[str, Option]:
@@ -199,7 +200,7 @@ def auto_obstacle(g: Graph) -> str | None:
         return "the model carries no BatchNorm statistics to make calibration inputs from"
     if importlib.util.find_spec("torch") is None:
         return "torch is not installed (pip install 'lego2c[calib]')"
-    macs = _uncompressed(g)[2]
+    macs = dense_baseline(g).macs
     if macs > AUTO_MAX_MACS:
         return (f"at {macs / 1e6:.0f} M MACs per inference, making calibration inputs would take over "
                 f"{AUTO_MAX_MACS * 8e-6 / 60:.0f} minutes (`--calib synthetic` does it anyway)")  # fmt: skip

@@ -21,7 +21,7 @@ from .compress import RECIPES, CompressOptions, bias_of, from_matrix, weight_mat
 from .evaluate import Runner, batched, check_inputs
 from .frontend import load_model
 from .ir import Graph
-from .search import fixed_bytes, uncompressed_sizes
+from .search import dense_baseline
 from .report import sizes
 
 TILES_K: tuple[tuple[tuple[int, int], int], ...] = (
@@ -47,8 +47,10 @@ class Point:
         return asdict(self)
 
 
-def uniform_weights(g: Graph, bits: int, protect_first_last: bool) -> tuple[dict[str, np.ndarray], int]:
-    """Symmetric per-output-channel integer weights (and fp16 biases), and the bytes they take.
+def uniform_weights(g: Graph, bits: int, protect_first_last: bool,
+                    fixed_bytes: int) -> tuple[dict[str, np.ndarray], int]:  # fmt: skip
+    """Symmetric per-output-channel integer weights (and fp16 biases), and the bytes they take with
+    the model's `fixed_bytes` of other constants.
 
     The first and last layers stay int8 when `protect_first_last`, as lego2c's recipes keep them.
     """
@@ -66,7 +68,7 @@ def uniform_weights(g: Graph, bits: int, protect_first_last: bool) -> tuple[dict
         if bias is not None:
             weights[node.inputs[2]] = bias.astype(np.float16).astype(np.float32).reshape(g.shape(node.inputs[2]))
             nbytes += 2 * bias.size
-    return weights, nbytes + fixed_bytes(g)
+    return weights, nbytes + fixed_bytes
 
 
 def run_sweep(model: Path, x: np.ndarray, y: np.ndarray, plot: Path | None, input_shape: list[int] | None = None,
@@ -85,7 +87,7 @@ def run_sweep(model: Path, x: np.ndarray, y: np.ndarray, plot: Path | None, inpu
         task = bar.add_task("", total=len(configs) + len(UNIFORM_BITS) + 1, what="original")
         base_top1 = _top1(Runner(batched(g.to_onnx())), x, y)
         bar.advance(task)
-        params = uncompressed_sizes(g).params
+        dense = dense_baseline(g)
         for family, label, opts in configs:
             bar.update(task, what=label)
             c = compile_model(model, opts, input_shape, progress=False)
@@ -95,10 +97,10 @@ def run_sweep(model: Path, x: np.ndarray, y: np.ndarray, plot: Path | None, inpu
             bar.advance(task)
         for bits in UNIFORM_BITS:
             bar.update(task, what=f"int{bits}")
-            weights, nbytes = uniform_weights(g, bits, protect_first_last=bits < 8)
+            weights, nbytes = uniform_weights(g, bits, bits < 8, dense.fixed_bytes)
             top1 = _top1(Runner(batched(g.to_onnx(weights))), x, y)
             label = f"int{bits}" + (" (first/last int8)" if bits < 8 else "")
-            points.append(Point("uniform per-channel", label, top1, base_top1 - top1, 4 * params / nbytes, None, nbytes))
+            points.append(Point("uniform per-channel", label, top1, base_top1 - top1, 4 * dense.params / nbytes, None, nbytes))
             bar.advance(task)
     if plot is not None:
         plot_points(points, base_top1, plot, model.name, len(x))

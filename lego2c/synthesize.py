@@ -38,7 +38,9 @@ def bn_matched_inputs(g: Graph, n: int = SAMPLES, steps: int = STEPS, seed: int 
     torch = require_torch()
     from .torchexec import Executor
 
-    targets = {t: (torch.from_numpy(m).float(), torch.from_numpy(s).float()) for t, (m, s) in g.bn_stats.items()}
+    targets = {t: (torch.from_numpy(m).float(), torch.from_numpy(s).float(),
+                   torch.from_numpy(s).float().square().sum().clamp_min(1e-12))
+               for t, (m, s) in g.bn_stats.items()}  # fmt: skip
     # Only the declared [0,1] range is enforced: other models' inputs may be normalised any way.
     unit = g.metadata.get("input_range") == "[0,1]"
     gen = torch.Generator().manual_seed(seed)
@@ -57,9 +59,8 @@ def bn_matched_inputs(g: Graph, n: int = SAMPLES, steps: int = STEPS, seed: int 
 
             def match(name: str, y: torch.Tensor) -> None:
                 if name in targets:
-                    mean, std = targets[name]
+                    mean, std, energy = targets[name]
                     dims = [0, *range(2, y.dim())]
-                    energy = std.square().sum().clamp_min(1e-12)
                     terms.append(((y.mean(dims) - mean).square().sum() + (y.std(dims) - std).square().sum()) / energy)
 
             opt.zero_grad()
