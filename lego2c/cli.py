@@ -18,7 +18,7 @@ from rich.table import Table
 from .boards import Board, list_boards, load_board
 from .build import Compiled, build_host, build_target, compile_model, read_build_info, run_emulated
 from .calibrate import STEPS, calibrate, calibrated
-from .compress import AUTO, DEFAULT_RECIPE, RECIPES, CompressOptions
+from .compress import AUTO, DEFAULT_RECIPE, RECIPES, STORED, CompressOptions
 from .datasets import CLASS_NAMES, DATASETS, load_dataset
 from .errors import EmulatorError, LegoError, UsageError
 from .evaluate import check_inputs, evaluate, evaluation_table
@@ -81,8 +81,8 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
                    help="normalise each output channel by its own scale before clustering")  # fmt: skip
     g.add_argument("--bias-correction", action=argparse.BooleanOptionalAction, default=None,
                    help="data-free: correct each layer's mean output shift, estimated from BatchNorm statistics")  # fmt: skip
-    g.add_argument("--codebook-dtype", choices=["f32", "f16"], help="storage of codebook entries")
-    g.add_argument("--side-dtype", choices=["f32", "f16"], help="storage of scales and biases")
+    g.add_argument("--codebook-dtype", choices=STORED, help="storage of codebook entries (i8: int8 codes of a power of two)")
+    g.add_argument("--side-dtype", choices=STORED, help="storage of scales and biases (i8: int8 codes of a power of two)")
     g.add_argument("--protect", nargs="+", metavar="NODE", help="keep these dense at --protect-dtype ('first', 'last' or names)")
     g.add_argument("--protect-dtype", choices=["i8", "f16", "f32"], help="storage of protected layers")
     g.add_argument("--exclude", nargs="+", default=[], metavar="NODE", help="keep these nodes' weights dense float32")

@@ -13,7 +13,7 @@ import jinja2
 import numpy as np
 
 from . import ops
-from .compress import DTYPE_BYTES, CompressedModel, LayerWeights
+from .compress import DTYPE_BYTES, UNIT_BYTES, CompressedModel, LayerWeights, pow2_exponent
 from .ir import Graph
 from .plan import Buffer, plan_memory
 from .resources import data_dir
@@ -177,7 +177,7 @@ def generate(g: Graph, cm: CompressedModel, model_name: str = "model") -> Genera
     shared: list[Table] = []
     params = 0
     for cb in cm.codebooks.values():
-        tbl = _array(f"lego_codebook_{c_ident(cb.name)}", cb.centroids, cb.dtype)
+        tbl = _array(f"lego_codebook_{c_ident(cb.name)}", cb.centroids, cb.dtype, coded=True)
         shared.append(tbl)
 
     def const_table(tensor: str, cname: str) -> tuple[str, int]:
@@ -208,7 +208,9 @@ def generate(g: Graph, cm: CompressedModel, model_name: str = "model") -> Genera
         decls.append(_struct(call.params_type, f"{cname}_params", call.params))
         if call.weight is not None:
             lw = cm.layers[call.weight]
-            wdecl, wtables = _weights(cname, lw, f"lego_codebook_{c_ident(lw.codebook or '')}")
+            cb = cm.codebooks[lw.codebook] if lw.storage == "tiled" and lw.codebook else None
+            wdecl, wtables = _weights(cname, lw, f"lego_codebook_{c_ident(lw.codebook or '')}",
+                                      _exponent(cb.centroids, cb.dtype) if cb else 0)
             decls.append(wdecl)
             for t in wtables:
                 emitted[f"__{t.name}"] = t
@@ -270,37 +272,50 @@ C_TYPES = {"f32": "float", "f16": "uint16_t", "i8": "int8_t"}
 C_DTYPES = {"f32": "LEGO_F32", "f16": "LEGO_F16", "i8": "LEGO_I8"}
 
 
-def _array(name: str, values: np.ndarray, dtype: str) -> Table:
-    """A const table in its storage type: float32 literals, float16 bit patterns, or int8."""
+def _array(name: str, values: np.ndarray, dtype: str, coded: bool = False) -> Table:
+    """A const table in its storage type: float32 literals, float16 bit patterns, or int8.
+
+    `coded`: an int8 array holds codes of a power of two (`compress.as_stored`), whose unit the
+    weight record carries and the size counts. Dense int8 weights are codes already (unit 1).
+    """
+    nbytes = int(np.asarray(values).size) * DTYPE_BYTES[dtype]
     if dtype == "f32":
         body = c_floats(values)
     elif dtype == "f16":
         bits = np.asarray(values, dtype=np.float32).astype(np.float16).reshape(-1).view(np.uint16)
         body = _lines([f"0x{int(b):04x}" for b in bits], per_line=12)
     else:
-        body = _lines([str(int(v)) for v in np.asarray(values, dtype=np.int8).reshape(-1)], per_line=16)
-    return Table(C_TYPES[dtype], name, body, int(np.asarray(values).size) * DTYPE_BYTES[dtype])
+        codes = np.rint(np.asarray(values, dtype=np.float64) / 2.0 ** _exponent(values, dtype, coded))
+        body = _lines([str(int(v)) for v in codes.astype(np.int8).reshape(-1)], per_line=16)
+        nbytes += UNIT_BYTES if coded else 0
+    return Table(C_TYPES[dtype], name, body, nbytes)
 
 
-def _weights(cname: str, lw: LayerWeights, codebook: str) -> tuple[str, list[Table]]:
-    """A layer's lego_weights_t and the tables it points to."""
+def _exponent(values: np.ndarray | None, dtype: str, coded: bool = True) -> int:
+    """The power of two an int8 array's codes stand for (0 for other types and for dense int8 weights)."""
+    return pow2_exponent(values) if dtype == "i8" and coded and values is not None else 0
+
+
+def _weights(cname: str, lw: LayerWeights, codebook: str, codebook_exp: int) -> tuple[str, list[Table]]:
+    """A layer's lego_weights_t and the tables it points to (`codebook_exp`: its codebook's int8 unit)."""
     tables: list[Table] = []
     if lw.storage == "tiled":
         idx = Table("uint8_t", f"{cname}_idx", c_bytes(lw.packed), len(lw.packed))
         tables.append(idx)
-        bits = lw.bits
+        bits, values_exp = lw.bits, codebook_exp
         ptrs = [("kind", "LEGO_W_TILED"), ("values", codebook), ("indices", idx.name)]
     else:
         assert lw.values is not None
         tables.append(_array(f"{cname}_w", lw.values, lw.dtype))
-        bits = 0
+        bits, values_exp = 0, 0
         ptrs = [("kind", "LEGO_W_DENSE"), ("values", tables[-1].name), ("indices", "NULL")]
     for key, arr in (("row_scale", lw.scale), ("bias", lw.bias)):
         if arr is not None:
-            tables.append(_array(f"{cname}_{key}", arr, lw.side_dtype))
+            tables.append(_array(f"{cname}_{key}", arr, lw.side_dtype, coded=True))
         ptrs.append((key, tables[-1].name if arr is not None else "NULL"))
     fields = ptrs + [("dtype", C_DTYPES[lw.dtype]), ("side_dtype", C_DTYPES[lw.side_dtype]),
                      ("rows", lw.rows), ("cols", lw.cols), ("tile_rows", _tile_of(lw)[0]), ("tile_cols", _tile_of(lw)[1]),
-                     ("index_bits", bits)]  # fmt: skip
+                     ("index_bits", bits), ("values_exp", values_exp), ("scale_exp", _exponent(lw.scale, lw.side_dtype)),
+                     ("bias_exp", _exponent(lw.bias, lw.side_dtype))]  # fmt: skip
     body = ",\n".join(f"    .{k} = {v}" for k, v in fields)
     return f"static const lego_weights_t {cname}_weights = {{\n{body}\n}};", tables

@@ -76,14 +76,14 @@ class StoredParams(torch.nn.Module):
 
     def write_back(self) -> None:
         """Store the trained values in the compressed model, rounded to their storage types."""
-        from .compress import as_stored
+        from .compress import as_stored, stored_scales
 
         with torch.no_grad():
             for name, cb in self.cm.codebooks.items():
                 cb.centroids = as_stored(self.codebooks[_key(name)].numpy(), cb.dtype)
             for tensor, lw in self.cm.layers.items():
                 if tensor in self.scales:
-                    lw.scale = as_stored(self.scale(tensor).numpy(), lw.side_dtype)
+                    lw.scale = stored_scales(self.scale(tensor).numpy(), lw.side_dtype)
                 if _key(tensor) in self.biases:
                     lw.bias = as_stored(self.biases[_key(tensor)].numpy(), lw.side_dtype)
 

@@ -34,7 +34,10 @@ typedef enum {
 } lego_weight_kind_t;
 
 /* One layer's weight viewed as a (rows = out channels) x (cols = reduction) matrix, with its
- * per-row scale and bias. The effective weight is values * row_scale[row]. */
+ * per-row scale and bias. The effective weight is values * row_scale[row]. An LEGO_I8 array
+ * holds int8 codes of one power of two, 2^exp, zero-initialised to 1: dense int8 weights keep
+ * values_exp 0 (their row scales carry the magnitude); an int8 codebook needs row scales, which
+ * apply its 2^values_exp once per row, so the kernels decode plain codes. */
 typedef struct {
     int32_t kind;                 /* lego_weight_kind_t */
     int32_t dtype;                /* lego_dtype_t of `values` */
@@ -43,10 +46,19 @@ typedef struct {
     int32_t index_bits;           /* width of one packed index (tiled) */
     const void *values;           /* dense: rows x cols; tiled: codebook, K x (tile_rows*tile_cols) */
     const uint8_t *indices;       /* tiled: packed, tile-row-major */
-    int32_t side_dtype;           /* lego_dtype_t of row_scale and bias: LEGO_F32 or LEGO_F16 */
+    int32_t side_dtype;           /* lego_dtype_t of row_scale and bias */
     const void *row_scale;        /* per output channel, or NULL for 1 */
     const void *bias;             /* per output channel, or NULL for 0 */
+    int32_t values_exp, scale_exp, bias_exp; /* LEGO_I8 arrays: each code stands for 2^exp */
 } lego_weights_t;
+
+/* 2^e as a float, for e in the normal range [-126, 127]. */
+static inline float lego_pow2(int32_t e)
+{
+    union { uint32_t u; float f; } v;
+    v.u = (uint32_t)(127 + e) << 23;
+    return v.f;
+}
 
 /* IEEE half to float, exactly (used only when decoding a tile or a side value). */
 static inline float lego_f16_to_f32(uint16_t h)

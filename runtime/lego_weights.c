@@ -12,18 +12,25 @@ static inline float lego_load(const void *base, int32_t dtype, int32_t i)
     }
 }
 
-/* One codebook entry: codebooks are float32 or float16. */
+/* One codebook entry as stored (an int8 codebook's unit is applied with the row scale). */
 static inline float lego_codebook_value(const lego_weights_t *w, uint32_t i)
 {
-    return w->dtype == LEGO_F16 ? lego_f16_to_f32(((const uint16_t *)w->values)[i]) : ((const float *)w->values)[i];
+    switch (w->dtype) {
+    case LEGO_F16: return lego_f16_to_f32(((const uint16_t *)w->values)[i]);
+    case LEGO_I8: return (float)((const int8_t *)w->values)[i];
+    default: return ((const float *)w->values)[i];
+    }
 }
+
+static int lego_exp_ok(int32_t e) { return e >= -126 && e <= 127; }
 
 int lego_weights_check(const lego_weights_t *w)
 {
     if (w == NULL || w->values == NULL) return LEGO_ERR_NULL;
     if (w->rows <= 0 || w->cols <= 0 || w->tile_rows <= 0 || w->tile_cols <= 0 ||
         w->tile_rows * w->tile_cols > LEGO_MAX_TILE || w->dtype < LEGO_F32 || w->dtype > LEGO_I8 ||
-        w->side_dtype < LEGO_F32 || w->side_dtype > LEGO_F16)
+        w->side_dtype < LEGO_F32 || w->side_dtype > LEGO_I8 || !lego_exp_ok(w->values_exp) ||
+        !lego_exp_ok(w->scale_exp) || !lego_exp_ok(w->bias_exp) || (w->values_exp != 0 && w->row_scale == NULL))
         return LEGO_ERR_PARAM;
     if (w->kind == LEGO_W_DENSE) return LEGO_OK;
     if (w->kind == LEGO_W_TILED) {
@@ -35,12 +42,13 @@ int lego_weights_check(const lego_weights_t *w)
 
 float lego_weights_scale(const lego_weights_t *w, int32_t row)
 {
-    return w->row_scale ? lego_load(w->row_scale, w->side_dtype, row) : 1.0f;
+    if (w->row_scale == NULL) return 1.0f;
+    return lego_load(w->row_scale, w->side_dtype, row) * lego_pow2(w->scale_exp) * lego_pow2(w->values_exp);
 }
 
 float lego_weights_bias(const lego_weights_t *w, int32_t row)
 {
-    return w->bias ? lego_load(w->bias, w->side_dtype, row) : 0.0f;
+    return w->bias ? lego_load(w->bias, w->side_dtype, row) * lego_pow2(w->bias_exp) : 0.0f;
 }
 
 void lego_weights_start(const lego_weights_t *w, float *out, int32_t n, int32_t stride, int32_t rows,

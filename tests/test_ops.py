@@ -38,7 +38,8 @@ def finish(graph: onnx.GraphProto, opset: int = 17) -> onnx.ModelProto:
 
 
 # Storage plans every weighted kernel must handle: a generic tile, LegoNet's 4x4 (the blocked
-# kernels' fast path), and a mixed plan (per-layer codebooks, scales, float16, int8 protection).
+# kernels' fast path), mixed plans (per-layer codebooks, scales, float16, int8 protection), and
+# int8 everywhere (codebooks, scales and biases as int8 codes of a power of two).
 PLANS = {
     "dense": CompressOptions(enabled=False),
     "tiles2x3": CompressOptions(k=8, tile=(2, 3)),
@@ -46,6 +47,8 @@ PLANS = {
     "mixed": CompressOptions(k=16, tile=(1, 2), scope="layer", channel_scales=True, codebook_dtype="f16",
                              side_dtype="f16"),
     "protected_i8": CompressOptions(k=8, protect=("first",), protect_dtype="i8", side_dtype="f16"),
+    "int8_side": CompressOptions(k=16, tile=(2, 2), scope="layer", channel_scales=True, codebook_dtype="i8",
+                                 side_dtype="i8", protect=("first",), protect_dtype="i8"),
 }
 REFERENCE = "-DLEGO_REFERENCE_KERNELS"
 

@@ -1,4 +1,4 @@
-"""The packed index stream: round trips, and the C decoder reading what Python wrote."""
+"""The packed index stream and the int8 storage of side data: round trips, and the C decoder reading what Python wrote."""
 
 from __future__ import annotations
 
@@ -8,7 +8,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
 
+from lego2c.compress import as_stored, pow2_exponent, stored_scales
 from lego2c.packing import PAD_BYTES, pack_indices, packed_size, unpack_indices
 from lego2c.resources import data_dir
 
@@ -53,3 +57,29 @@ def test_c_decoder_matches(bits: int, tmp_path: Path) -> None:
                    check=True)  # fmt: skip
     out = subprocess.run([str(exe)], capture_output=True, text=True, check=True).stdout.split()
     np.testing.assert_array_equal(np.array(out, dtype=np.int64), idx)
+
+
+FINITE = st.floats(-1e4, 1e4, width=32)
+
+
+@settings(max_examples=300, deadline=None)
+@given(arrays(np.float32, st.integers(1, 40), elements=FINITE))
+def test_int8_storage_is_codes_of_a_readable_power_of_two(x: np.ndarray) -> None:
+    """What codegen writes: int8 codes whose unit it reads back from the stored values alone."""
+    stored = as_stored(x, "i8")
+    unit = 2.0 ** pow2_exponent(stored)
+    codes = stored.astype(np.float64) / unit
+    assert np.array_equal(codes, np.round(codes)) and np.abs(codes).max() <= 127
+    assert np.abs(stored - x).max() <= unit / 2 * (1 + 1e-6)  # round to nearest
+    assert np.array_equal(as_stored(stored, "i8"), stored)  # storing again changes nothing
+    assert np.abs(codes).max() >= 64 or not np.any(stored)  # the full code range is used
+
+
+@settings(max_examples=300, deadline=None)
+@given(arrays(np.float32, st.integers(1, 40), elements=st.floats(0, 1e4, width=32)), st.sampled_from(["i8", "f16"]))
+def test_stored_scales_are_never_zero(x: np.ndarray, dtype: str) -> None:
+    """A channel of zeros still gets a scale to divide by; int8 scales round up, so int8 weights never clip."""
+    s = stored_scales(x, dtype)
+    assert np.all(s > 0)
+    if dtype == "i8":
+        assert np.all(s >= x) and np.array_equal(as_stored(s, "i8"), s)
