@@ -43,7 +43,11 @@ class Compiled:
 
 def compile_model(path: Path, opts: CompressOptions, input_shape: list[int] | None = None,
                   progress: bool = True) -> Compiled:  # fmt: skip
-    graph = load_model(path, input_shape)
+    return compile_graph(load_model(path, input_shape), path, opts, progress)
+
+
+def compile_graph(graph: Graph, path: Path, opts: CompressOptions, progress: bool = True) -> Compiled:
+    """`compile_model` for a graph already loaded from `path`: compression leaves the graph as it was."""
     cm = compress(graph, opts, progress=progress)
     return Compiled(Path(path), graph, cm, generate(graph, cm))
 

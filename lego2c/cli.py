@@ -16,7 +16,7 @@ import numpy as np
 from rich.table import Table
 
 from .boards import Board, list_boards, load_board
-from .build import Compiled, build_host, build_target, compile_model, read_build_info, run_emulated
+from .build import Compiled, build_host, build_target, compile_graph, read_build_info, run_emulated
 from .calibrate import STEPS, calibrate, calibrated
 from .compress import AUTO, DEFAULT_RECIPE, RECIPES, STORED, CompressOptions
 from .datasets import CLASS_NAMES, DATASETS, load_dataset
@@ -178,19 +178,23 @@ def _options(a: argparse.Namespace) -> CompressOptions:
     return replace(opts, exclude=tuple(a.exclude), enabled=not a.no_compress, seed=a.seed)
 
 
-def _compile(a: argparse.Namespace) -> Compiled:
-    """The recipe, a searched or saved per-layer plan on top, then calibration when data is given."""
+def _compile(a: argparse.Namespace, graph: Graph | None = None) -> Compiled:
+    """The recipe, a searched or saved per-layer plan on top, then calibration when data is given.
+
+    `graph`: the model, when the caller has loaded it already (every stage below reads the same one).
+    """
     opts = _options(a)
     opts.validate()
     progress = console.is_terminal
-    calib = _calibration_inputs(a, progress) if a.calib else None
+    graph = load_model(a.model, a.input_shape) if graph is None else graph
+    calib = _calibration_inputs(a, graph, progress) if a.calib else None
     if a.plan:
         opts = replace(opts, plans=load_plan(a.plan))
     elif a.target_ratio is not None or a.target_kb is not None or a.max_drop is not None:
-        opts = _search(a, opts, calib, progress)
+        opts = _search(a, graph, opts, calib, progress)
     elif calib is None and a.recipe == AUTO and not _customised(a):
-        opts, calib = _auto(a, opts, progress)
-    c = compile_model(a.model, opts, a.input_shape, progress=progress)
+        opts, calib = _auto(graph, a.seed, opts, progress)
+    c = compile_graph(graph, a.model, opts, progress=progress)
     if calib is not None:
         c, res = calibrated(c, calib, a.calib_steps, a.seed, progress)
         console.print(f"calibration on {len(calib)} inputs: relative output error {res.error_before:.4f} -> "
@@ -200,10 +204,10 @@ def _compile(a: argparse.Namespace) -> Compiled:
     return c
 
 
-def _calibration_inputs(a: argparse.Namespace, progress: bool) -> np.ndarray:
+def _calibration_inputs(a: argparse.Namespace, graph: Graph, progress: bool) -> np.ndarray:
     if a.calib != "synthetic":
         return _data(a.calib, "--calib")[0]
-    return _synthetic(load_model(a.model, a.input_shape), a.seed, progress)
+    return _synthetic(graph, a.seed, progress)
 
 
 def _synthetic(graph: Graph, seed: int, progress: bool) -> np.ndarray:
@@ -213,16 +217,15 @@ def _synthetic(graph: Graph, seed: int, progress: bool) -> np.ndarray:
     return x
 
 
-def _auto(a: argparse.Namespace, opts: CompressOptions, progress: bool) -> tuple[CompressOptions, np.ndarray | None]:
+def _auto(graph: Graph, seed: int, opts: CompressOptions, progress: bool) -> tuple[CompressOptions, np.ndarray | None]:
     """The default recipe: the safe options, or, where the model allows, a synthetically calibrated plan."""
-    graph = load_model(a.model, a.input_shape)
     why = auto_obstacle(graph)
     if why is not None:
         console.print(f"default recipe: {why}, so the uniform {DEFAULT_RECIPE} recipe is used")
         return opts, None
     console.print(f"default recipe: calibrating on synthetic inputs and searching for the smallest plan about as "
                   f"accurate as the uniform {DEFAULT_RECIPE} recipe (--recipe {DEFAULT_RECIPE} skips this)")  # fmt: skip
-    x = _synthetic(graph, a.seed, progress)
+    x = _synthetic(graph, seed, progress)
     found, table = auto_plan(graph, opts, x, progress)
     console.print(table)
     return found, x
@@ -234,9 +237,9 @@ def _data(name: str, flag: str, split: str = "train") -> tuple[np.ndarray, np.nd
     raise UsageError(f"{flag} {name}: not a dataset name or an .npz file", hint=f"use {', '.join(DATASETS)} or FILE.npz")
 
 
-def _search(a: argparse.Namespace, opts: CompressOptions, calib: np.ndarray | None, progress: bool) -> CompressOptions:
+def _search(a: argparse.Namespace, graph: Graph, opts: CompressOptions, calib: np.ndarray | None,
+            progress: bool) -> CompressOptions:  # fmt: skip
     """Per-layer plans for a size budget, or for an accuracy floor measured on --val."""
-    graph = load_model(a.model, a.input_shape)
     if a.max_drop is None:
         found, table = plan_for_budget(graph, opts, calib, a.target_ratio, a.target_kb, progress)
         console.print(table)
@@ -247,7 +250,7 @@ def _search(a: argparse.Namespace, opts: CompressOptions, calib: np.ndarray | No
     s = measure(graph, opts, calib, progress)
 
     def drop_of(o: CompressOptions) -> float:
-        c = compile_model(a.model, o, a.input_shape, progress=False)
+        c = compile_graph(graph, a.model, o, progress=False)
         if calib is not None:  # bias correction only while searching: distillation runs once, at the end
             calibrate(c.graph, c.compressed, calib, 0, a.seed, progress=False)
         e = evaluate(c, xv, yv, progress=False)
@@ -269,8 +272,9 @@ def cmd_eval(a: argparse.Namespace) -> int:
     x, y = _data(a.dataset, "--dataset", a.split)
     if a.limit is not None:
         x, y = x[: a.limit], None if y is None else y[: a.limit]
-    check_inputs(load_model(a.model, a.input_shape), x)  # before compression, which may take minutes
-    c = _compile(a)
+    graph = load_model(a.model, a.input_shape)
+    check_inputs(graph, x)  # before compression, which may take minutes
+    c = _compile(a, graph)
     e = evaluate(c, x, y, progress=console.is_terminal)
     print_report(console, c.compressed, c.code, f"{a.model.name}")
     console.print(evaluation_table(e, f"{a.model.name} on {a.dataset} ({e.n:,} examples)"))

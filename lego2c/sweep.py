@@ -1,7 +1,7 @@
 """`lego2c sweep`: top-1 against honest ratio over tile shapes and K, beside uniform quantisation.
 
 Three families of points, all on the same data: block clustering with the data-free
-options (a codebook per layer, per-channel scales, first and last layer int8, side data fp16)
+options (a codebook per layer, per-channel scales, first and last layer int8, int8 side data)
 over tile shapes and K; the paper's literal setting (one global codebook, no scales); and
 uniform per-channel int8/int4/int3, what TFLite Micro and STM32Cube.AI users get. Uniform
 quantisation is simulated here for the comparison only: lego2c does not emit it.

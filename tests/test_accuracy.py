@@ -187,6 +187,20 @@ def test_max_drop_meets_its_drop_on_the_validation_set(digits_model: Path, tmp_p
     assert got["honest_ratio"] > sizes(default.compressed, default.code).honest_ratio  # smaller than the default
 
 
+def test_sweep_plots_every_family_and_keeps_int8_lossless(tmp_path: Path) -> None:
+    """`lego2c sweep` on the committed digits CNN: the table, the JSON and the PNG, with sane figures."""
+    png, out = tmp_path / "sweep.png", tmp_path / "sweep.json"
+    proc = lego2c("sweep", "models/digits_cnn.onnx", "--dataset", "digits", "-o", png, "--json", out)
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and "wrote" in proc.stdout
+    points = json.loads(out.read_text())
+    assert {p["family"] for p in points} == {"lego2c (data-free)", "LegoNet literal", "uniform per-channel"}
+    by_label = {p["label"]: p for p in points}
+    assert abs(by_label["int8"]["drop"]) <= 1.0  # per-channel int8 keeps a small CNN's accuracy
+    assert by_label["1x1 K=4"]["honest_ratio"] > by_label["1x1 K=16"]["honest_ratio"] > by_label["int8"]["honest_ratio"]
+    literal = [p for p in points if p["family"] == "LegoNet literal"]
+    assert all(p["paper_ratio"] > p["honest_ratio"] for p in literal)  # the paper's count leaves bytes out
+
+
 def test_eval_errors_are_typed(tmp_path: Path) -> None:
     bad = tmp_path / "bad.npz"
     np.savez(bad, x=np.zeros((3, 5), dtype=np.float32))
