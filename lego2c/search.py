@@ -165,12 +165,9 @@ def damage(choice: dict[str, Option]) -> float:
 
 
 def reference_choice(s: Sensitivity, plans: dict[str, LayerPlan]) -> dict[str, Option]:
-    """The menu options that store each layer as `plans` do (each plan must be on the menu)."""
-
-    def key(p: LayerPlan) -> tuple[object, ...]:
-        return (p.storage,) if p.storage != "tiled" else (p.storage, p.tile, p.k, p.channel_scales)
-
-    return {n: next(o for o in opts if key(o.plan) == key(plans[n])) for n, opts in s.options.items()}
+    """The menu options that store each layer as `plans` do (each plan must be on the menu), whatever its group."""
+    return {n: next(o for o in opts if replace(o.plan, group="") == replace(plans[n], group=""))
+            for n, opts in s.options.items()}  # fmt: skip
 
 
 def as_safe_as(s: Sensitivity, reference: dict[str, Option], slack: float) -> dict[str, Option]:

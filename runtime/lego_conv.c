@@ -407,18 +407,70 @@ static void lego_fc_tiles4x4(const lego_fc_params_t *p, const lego_weights_t *w,
     }
 }
 
+/* Any tile shape and codebook type: tiles are walked in stored order (tile-row-major), so the
+ * index stream is read front to back; each entry is decoded once into tile_rows running sums.
+ * With one input row every weight is used once, so decoding is the cost to keep small. */
+static void lego_fc_tiled(const lego_fc_params_t *p, const lego_weights_t *w, const float *in, float *out)
+{
+    const int32_t n = p->out_features, k = p->in_features, tr = w->tile_rows, tc = w->tile_cols;
+    const uint32_t bits = (uint32_t)w->index_bits;
+    float tile[LEGO_MAX_TILE];
+    for (int32_t m = 0; m < p->rows; m++) {
+        const float *x = in + m * k;
+        uint32_t t = 0;
+        for (int32_t o0 = 0; o0 < n; o0 += tr) {
+            const int32_t nr = n - o0 < tr ? n - o0 : tr;
+            float acc[LEGO_MAX_TILE_SIDE] = {0.0f};
+            for (int32_t k0 = 0; k0 < k; k0 += tc, t++) {
+                lego_weights_entry(w, lego_unpack_index(w->indices, t, bits), tile);
+                const int32_t nc = k - k0 < tc ? k - k0 : tc;
+                for (int32_t i = 0; i < nr; i++) {
+                    const float *ti = tile + i * tc;
+                    float s = 0.0f;
+                    for (int32_t j = 0; j < nc; j++) s += ti[j] * x[k0 + j];
+                    acc[i] += s;
+                }
+            }
+            for (int32_t i = 0; i < nr; i++) out[m * n + o0 + i] += acc[i];
+        }
+    }
+}
+
+/* Dense rows of any storage type: the type is chosen once per row, not per weight. */
+static void lego_fc_dense(const lego_fc_params_t *p, const lego_weights_t *w, const float *in, float *out)
+{
+    const int32_t n = p->out_features, k = p->in_features;
+    for (int32_t m = 0; m < p->rows; m++) {
+        const float *x = in + m * k;
+        for (int32_t o = 0; o < n; o++) {
+            float acc = 0.0f;
+            if (w->dtype == LEGO_I8) {
+                const int8_t *v = (const int8_t *)w->values + o * k;
+                for (int32_t j = 0; j < k; j++) acc += (float)v[j] * x[j];
+            } else if (w->dtype == LEGO_F16) {
+                const uint16_t *v = (const uint16_t *)w->values + o * k;
+                for (int32_t j = 0; j < k; j++) acc += lego_f16_to_f32(v[j]) * x[j];
+            } else {
+                const float *v = (const float *)w->values + o * k;
+                for (int32_t j = 0; j < k; j++) acc += v[j] * x[j];
+            }
+            out[m * n + o] += acc;
+        }
+    }
+}
+
 int lego_fc_f32(const lego_fc_params_t *p, const lego_weights_t *w, const float *in, float *out)
 {
     int rc = lego_fc_check(p, w, in, out);
     if (rc != LEGO_OK) return rc;
-    /* Other tile shapes and storage types gain nothing from blocking here: with one input row
-     * each decoded weight is used once, so the reference's tile-at-a-time decode is as good. */
-    if (w->tile_rows != 4 || w->tile_cols != 4 || w->dtype != LEGO_F32 || p->out_features % 4 ||
-        p->in_features % 4)
-        return lego_fc_ref_f32(p, w, in, out);
     const int32_t n = p->out_features;
     for (int32_t m = 0; m < p->rows; m++) lego_weights_start(w, out + m * n, 1, 1, n, NULL);
-    lego_fc_tiles4x4(p, w, in, out);
+    if (w->tile_rows == 4 && w->tile_cols == 4 && w->dtype == LEGO_F32 && n % 4 == 0 && p->in_features % 4 == 0)
+        lego_fc_tiles4x4(p, w, in, out);
+    else if (w->kind == LEGO_W_TILED)
+        lego_fc_tiled(p, w, in, out);
+    else
+        lego_fc_dense(p, w, in, out);
     for (int32_t m = 0; m < p->rows; m++) lego_weights_finish(w, out + m * n, 1, 1, n);
     return LEGO_OK;
 }

@@ -21,7 +21,8 @@ extern "C" {
 #define LEGO_ERR_PARAM (-2) /* a parameter is out of range */
 
 #define LEGO_MAX_DIMS 6
-#define LEGO_MAX_TILE 64 /* largest tile: 8 x 8 */
+#define LEGO_MAX_TILE_SIDE 8
+#define LEGO_MAX_TILE (LEGO_MAX_TILE_SIDE * LEGO_MAX_TILE_SIDE) /* largest tile: 8 x 8 */
 #define LEGO_MAX_CONCAT 8
 
 /* ---- weights ----------------------------------------------------------- */
@@ -91,6 +92,9 @@ static inline uint32_t lego_unpack_index(const uint8_t *stream, uint32_t t, uint
     uint32_t word = (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16);
     return (word >> (bit & 7u)) & ((1u << bits) - 1u);
 }
+
+/* Codebook entry `index` of a tiled weight as float (tile_rows x tile_cols), without the row scale. */
+void lego_weights_entry(const lego_weights_t *w, uint32_t index, float *tile);
 
 /* Decode tile (tr, tc) as float into `tile` (tile_rows x tile_cols, row-major), without the
  * row scale; edge tiles are zero-padded. The tile shape inside the matrix goes to *nr, *nc. */

@@ -28,7 +28,7 @@ int lego_weights_check(const lego_weights_t *w)
 {
     if (w == NULL || w->values == NULL) return LEGO_ERR_NULL;
     if (w->rows <= 0 || w->cols <= 0 || w->tile_rows <= 0 || w->tile_cols <= 0 ||
-        w->tile_rows * w->tile_cols > LEGO_MAX_TILE || w->dtype < LEGO_F32 || w->dtype > LEGO_I8 ||
+        w->tile_rows > LEGO_MAX_TILE_SIDE || w->tile_cols > LEGO_MAX_TILE_SIDE || w->dtype < LEGO_F32 || w->dtype > LEGO_I8 ||
         w->side_dtype < LEGO_F32 || w->side_dtype > LEGO_I8 || !lego_exp_ok(w->values_exp) ||
         !lego_exp_ok(w->scale_exp) || !lego_exp_ok(w->bias_exp) || (w->values_exp != 0 && w->row_scale == NULL))
         return LEGO_ERR_PARAM;
@@ -79,21 +79,30 @@ void lego_weights_finish(const lego_weights_t *w, float *out, int32_t n, int32_t
     }
 }
 
+void lego_weights_entry(const lego_weights_t *w, uint32_t index, float *tile)
+{
+    const int32_t n = w->tile_rows * w->tile_cols, base = (int32_t)index * n;
+    switch (w->dtype) { /* one branch per entry, not per value */
+    case LEGO_F16:
+        for (int32_t i = 0; i < n; i++) tile[i] = lego_f16_to_f32(((const uint16_t *)w->values)[base + i]);
+        break;
+    case LEGO_I8:
+        for (int32_t i = 0; i < n; i++) tile[i] = (float)((const int8_t *)w->values)[base + i];
+        break;
+    default: memcpy(tile, (const float *)w->values + base, (size_t)n * sizeof(float));
+    }
+}
+
 void lego_weights_tile(const lego_weights_t *w, int32_t tr, int32_t tc, float *tile,
                        int32_t *nr, int32_t *nc)
 {
-    const int32_t r0 = tr * w->tile_rows, c0 = tc * w->tile_cols, n = w->tile_rows * w->tile_cols;
+    const int32_t r0 = tr * w->tile_rows, c0 = tc * w->tile_cols;
     *nr = (w->rows - r0 < w->tile_rows) ? w->rows - r0 : w->tile_rows;
     *nc = (w->cols - c0 < w->tile_cols) ? w->cols - c0 : w->tile_cols;
     if (w->kind == LEGO_W_TILED) {
         const int32_t tiles_per_row = (w->cols + w->tile_cols - 1) / w->tile_cols;
         const uint32_t t = (uint32_t)(tr * tiles_per_row + tc);
-        const int32_t base = (int32_t)lego_unpack_index(w->indices, t, (uint32_t)w->index_bits) * n;
-        if (w->dtype == LEGO_F32) {
-            memcpy(tile, (const float *)w->values + base, (size_t)n * sizeof(float));
-        } else {
-            for (int32_t i = 0; i < n; i++) tile[i] = lego_load(w->values, w->dtype, base + i);
-        }
+        lego_weights_entry(w, lego_unpack_index(w->indices, t, (uint32_t)w->index_bits), tile);
         return;
     }
     for (int32_t i = 0; i < w->tile_rows; i++) {
