@@ -33,6 +33,7 @@ ASSIGN_CHUNK = 65536
 DTYPES = {"f32": np.float32, "f16": np.float16, "i8": np.int8}
 DTYPE_BYTES = {"f32": 4, "f16": 2, "i8": 1}
 STORED = ("f32", "f16", "i8")  # storage types of codebooks, scales and biases
+MIN_SCALE_CODE = 16  # int8 scales: a layer whose smallest scale would take fewer codes keeps fp16 (`_side_dtype`)
 UNIT_BYTES = 4  # an int8 array's power of two, counted as a float although the C code keeps its exponent
 
 
@@ -267,6 +268,19 @@ def stored_scales(x: np.ndarray, dtype: str) -> np.ndarray:
     return (np.clip(np.ceil(x / unit), 1, 127) * unit).astype(np.float32)  # up: int8 values never clip
 
 
+def _side_dtype(channel_max: np.ndarray, requested: str) -> str:
+    """The storage of one layer's scales and biases: int8 only where every channel's scale keeps MIN_SCALE_CODE codes.
+
+    Scales only normalise before clustering, so they round up; but a channel whose scale rounds from
+    0.3 codes to 1 is no longer normalised, and its weights see a fraction of the codebook. DS-CNN's
+    first depthwise layer spans 100x across channels: int8 there cost 0.3 points (docs/accuracy.md).
+    """
+    if requested != "i8" or not np.any(channel_max > 0):
+        return requested
+    codes = stored_scales(channel_max, "i8") / 2.0 ** _unit_exponent(channel_max)
+    return "i8" if codes.min() >= MIN_SCALE_CODE else "f16"
+
+
 def _unit_exponent(x: np.ndarray) -> int:
     """The smallest power of two that puts every value within 127 codes."""
     top = float(np.abs(x).max()) if x.size else 0.0
@@ -319,14 +333,16 @@ def compress(g: Graph, opts: CompressOptions, progress: bool = True) -> Compress
             _dense(lw, m, "f32", "f32")  # exactly the original, biases included
             lw.bias = bias
             continue
-        lw.bias = None if bias is None else as_stored(bias, opts.side_dtype)
+        scaled = plan.storage == "i8" or (plan.storage == "tiled" and plan.channel_scales)
+        side = _side_dtype(np.abs(m).max(axis=1), opts.side_dtype) if scaled else opts.side_dtype
+        lw.bias = None if bias is None else as_stored(bias, side)
         if plan.storage != "tiled":
-            _dense(lw, m, plan.storage, opts.side_dtype)
+            _dense(lw, m, plan.storage, side)
             lw.rel_error = relative_error(result.matrix(lw.tensor), m)
             continue
-        lw.storage, lw.side_dtype, lw.dtype, lw.codebook = "tiled", opts.side_dtype, opts.codebook_dtype, plan.group
+        lw.storage, lw.side_dtype, lw.dtype, lw.codebook = "tiled", side, opts.codebook_dtype, plan.group
         if plan.channel_scales:
-            lw.scale = stored_scales(np.abs(m).max(axis=1), opts.side_dtype)
+            lw.scale = stored_scales(np.abs(m).max(axis=1), side)
             m = m / lw.scale[:, None]
         elif opts.codebook_dtype == "i8":
             raise UsageError(f"layer '{node.name}': int8 codebooks need channel scales (they carry the codebook's unit)",
@@ -357,7 +373,7 @@ def compress(g: Graph, opts: CompressOptions, progress: bool = True) -> Compress
         if lw.bias is not None and node.inputs[0] in moments and lw.rel_error > 0:
             # The mean output shift the approximation causes, taken back by the bias.
             shift = mean_response(node, from_matrix(node, approx - exact, lw.shape), moments[node.inputs[0]][0])
-            lw.bias = as_stored(lw.bias - shift, opts.side_dtype)
+            lw.bias = as_stored(lw.bias - shift, lw.side_dtype)
             result.bias_corrected += 1
     return result
 

@@ -187,6 +187,21 @@ def test_max_drop_meets_its_drop_on_the_validation_set(digits_model: Path, tmp_p
     assert got["honest_ratio"] > sizes(default.compressed, default.code).honest_ratio  # smaller than the default
 
 
+def test_int8_scales_keep_every_channel_normalised() -> None:
+    """DS-CNN's first depthwise layer spans 100x across channels: its side data stays fp16, the rest go int8."""
+    from lego2c.compress import MIN_SCALE_CODE, pow2_exponent
+
+    c = compile_model(ROOT / "models" / "dscnn_fmnist.onnx", RECIPES[DEFAULT_RECIPE], progress=False)
+    scaled = [lw for lw in c.compressed.layers.values() if lw.scale is not None]
+    assert RECIPES[DEFAULT_RECIPE].side_dtype == "i8" and {lw.side_dtype for lw in scaled} == {"i8", "f16"}
+    for lw in scaled:
+        spread = float(lw.scale.max() / lw.scale.min())
+        if lw.side_dtype == "i8":
+            assert (lw.scale / 2.0 ** pow2_exponent(lw.scale)).min() >= MIN_SCALE_CODE and spread <= 127 / MIN_SCALE_CODE
+        else:
+            assert spread > 64 / MIN_SCALE_CODE  # int8 would have left its smallest channel under MIN_SCALE_CODE codes
+
+
 def test_sweep_plots_every_family_and_keeps_int8_lossless(tmp_path: Path) -> None:
     """`lego2c sweep` on the committed digits CNN: the table, the JSON and the PNG, with sane figures."""
     png, out = tmp_path / "sweep.png", tmp_path / "sweep.json"
