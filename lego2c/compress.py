@@ -282,9 +282,9 @@ def _side_dtype(channel_max: np.ndarray, requested: str) -> str:
 
 
 def _unit_exponent(x: np.ndarray) -> int:
-    """The smallest power of two that puts every value within 127 codes."""
+    """The smallest power of two that puts every value within 127 codes, and a normal float32 (as C's lego_pow2 needs)."""
     top = float(np.abs(x).max()) if x.size else 0.0
-    return int(np.ceil(np.log2(top / 127))) if top > 0 else 0
+    return max(int(np.ceil(np.log2(top / 127))), -126) if top > 0 else 0
 
 
 def pow2_exponent(stored: np.ndarray) -> int:
