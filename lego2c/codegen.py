@@ -13,7 +13,7 @@ import jinja2
 import numpy as np
 
 from . import ops
-from .compress import DTYPE_BYTES, UNIT_BYTES, CompressedModel, LayerWeights, pow2_exponent
+from .compress import DTYPE_BYTES, CompressedModel, LayerWeights, pow2_exponent, stored_bytes
 from .ir import Graph
 from .plan import Buffer, plan_memory
 from .resources import data_dir
@@ -278,7 +278,8 @@ def _array(name: str, values: np.ndarray, dtype: str, coded: bool = False) -> Ta
     `coded`: an int8 array holds codes of a power of two (`compress.as_stored`), whose unit the
     weight record carries and the size counts. Dense int8 weights are codes already (unit 1).
     """
-    nbytes = int(np.asarray(values).size) * DTYPE_BYTES[dtype]
+    size = int(np.asarray(values).size)
+    nbytes = stored_bytes(size, dtype) if coded else size * DTYPE_BYTES[dtype]
     if dtype == "f32":
         body = c_floats(values)
     elif dtype == "f16":
@@ -287,7 +288,6 @@ def _array(name: str, values: np.ndarray, dtype: str, coded: bool = False) -> Ta
     else:
         codes = np.rint(np.asarray(values, dtype=np.float64) / 2.0 ** _exponent(values, dtype, coded))
         body = _lines([str(int(v)) for v in codes.astype(np.int8).reshape(-1)], per_line=16)
-        nbytes += UNIT_BYTES if coded else 0
     return Table(C_TYPES[dtype], name, body, nbytes)
 
 

@@ -142,7 +142,7 @@ class Codebook:
 
     @property
     def nbytes(self) -> int:
-        return self.centroids.size * DTYPE_BYTES[self.dtype] + (UNIT_BYTES if self.dtype == "i8" else 0)
+        return stored_bytes(self.centroids.size, self.dtype)
 
 
 @dataclass
@@ -180,8 +180,7 @@ class LayerWeights:
     @property
     def nbytes(self) -> int:
         """Bytes this layer stores itself (its codebook is counted once, separately)."""
-        arrays = [a for a in (self.scale, self.bias) if a is not None]
-        side = sum(a.size * DTYPE_BYTES[self.side_dtype] + (UNIT_BYTES if self.side_dtype == "i8" else 0) for a in arrays)
+        side = sum(stored_bytes(a.size, self.side_dtype) for a in (self.scale, self.bias) if a is not None)
         main = len(self.packed) if self.storage == "tiled" else self.params * DTYPE_BYTES[self.dtype]
         return main + side
 
@@ -254,7 +253,7 @@ def as_stored(x: np.ndarray, dtype: str) -> np.ndarray:
     x = np.asarray(x, dtype=np.float32)
     if dtype != "i8":
         return x.astype(DTYPES[dtype]).astype(np.float32)
-    unit = np.float32(2.0 ** _unit_exponent(x))
+    unit = _unit(x)
     return (np.clip(np.round(x / unit), -127, 127) * unit).astype(np.float32)
 
 
@@ -264,7 +263,7 @@ def stored_scales(x: np.ndarray, dtype: str) -> np.ndarray:
     if dtype != "i8":
         tiny = np.float32(np.finfo(DTYPES[dtype]).tiny)
         return as_stored(np.maximum(x, tiny), dtype)
-    unit = np.float32(2.0 ** _unit_exponent(x))
+    unit = _unit(x)
     return (np.clip(np.ceil(x / unit), 1, 127) * unit).astype(np.float32)  # up: int8 values never clip
 
 
@@ -277,8 +276,17 @@ def _side_dtype(channel_max: np.ndarray, requested: str) -> str:
     """
     if requested != "i8" or not np.any(channel_max > 0):
         return requested
-    codes = stored_scales(channel_max, "i8") / 2.0 ** _unit_exponent(channel_max)
+    codes = stored_scales(channel_max, "i8") / _unit(channel_max)
     return "i8" if codes.min() >= MIN_SCALE_CODE else "f16"
+
+
+def stored_bytes(n: int, dtype: str) -> int:
+    """Bytes of an array of `n` values stored as `dtype`; an int8 array also stores its unit."""
+    return n * DTYPE_BYTES[dtype] + (UNIT_BYTES if dtype == "i8" else 0)
+
+
+def _unit(x: np.ndarray) -> np.float32:
+    return np.float32(2.0 ** _unit_exponent(x))
 
 
 def _unit_exponent(x: np.ndarray) -> int:

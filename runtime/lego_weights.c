@@ -15,11 +15,7 @@ static inline float lego_load(const void *base, int32_t dtype, int32_t i)
 /* One codebook entry as stored (an int8 codebook's unit is applied with the row scale). */
 static inline float lego_codebook_value(const lego_weights_t *w, uint32_t i)
 {
-    switch (w->dtype) {
-    case LEGO_F16: return lego_f16_to_f32(((const uint16_t *)w->values)[i]);
-    case LEGO_I8: return (float)((const int8_t *)w->values)[i];
-    default: return ((const float *)w->values)[i];
-    }
+    return lego_load(w->values, w->dtype, (int32_t)i);
 }
 
 static int lego_exp_ok(int32_t e) { return e >= -126 && e <= 127; }
