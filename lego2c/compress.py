@@ -312,13 +312,19 @@ def _resolve(names: tuple[str, ...], nodes: list[Node], all_names: set[str], fla
     return out
 
 
+def integer_weights(m: np.ndarray, bits: int, side_dtype: str) -> tuple[np.ndarray, np.ndarray]:
+    """Symmetric per-output-channel integers of `bits` bits (as floats), and their scales as `side_dtype` stores them."""
+    qmax = 2 ** (bits - 1) - 1
+    scale = stored_scales(np.abs(m).max(axis=1) / qmax, side_dtype)
+    return np.clip(np.round(m / scale[:, None]), -qmax, qmax), scale
+
+
 def _dense(lw: LayerWeights, m: np.ndarray, dtype: str, side_dtype: str) -> None:
     """Keep a weight dense: float32, float16, or int8 with a scale per output channel."""
     lw.storage, lw.dtype, lw.side_dtype = "dense", dtype, side_dtype
     if dtype == "i8":
-        scale = stored_scales(np.abs(m).max(axis=1) / 127.0, side_dtype)
-        lw.values = np.clip(np.round(m / scale[:, None]), -127, 127).astype(np.int8)
-        lw.scale = scale
+        codes, lw.scale = integer_weights(m, 8, side_dtype)
+        lw.values = codes.astype(np.int8)
     else:
         lw.values = m.astype(DTYPES[dtype])
 

@@ -17,7 +17,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from .build import compile_model
-from .compress import RECIPES, CompressOptions, bias_of, from_matrix, weight_matrix, weighted_nodes
+from .compress import RECIPES, CompressOptions, bias_of, from_matrix, integer_weights, weight_matrix, weighted_nodes
 from .evaluate import Runner, batched, check_inputs
 from .frontend import load_model
 from .ir import Graph
@@ -60,9 +60,8 @@ def uniform_weights(g: Graph, bits: int, protect_first_last: bool,
     for i, node in enumerate(nodes):
         b = 8 if protect_first_last and i in (0, len(nodes) - 1) else bits
         m = weight_matrix(node, g)
-        qmax = 2 ** (b - 1) - 1
-        scale = np.maximum(np.abs(m).max(axis=1), 1e-30).astype(np.float16).astype(np.float32) / qmax
-        weights[node.inputs[1]] = from_matrix(node, np.round(m / scale[:, None]) * scale[:, None], g.shape(node.inputs[1]))
+        codes, scale = integer_weights(m, b, "f16")
+        weights[node.inputs[1]] = from_matrix(node, codes * scale[:, None], g.shape(node.inputs[1]))
         bias = bias_of(node, g)
         nbytes += -(-m.size * b // 8) + 2 * m.shape[0]  # packed integers + fp16 scales
         if bias is not None:
