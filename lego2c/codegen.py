@@ -30,6 +30,7 @@ class Table:
     name: str
     body: str
     nbytes: int
+    exp: int = 0  # an int8 array of codes: the power of two each code stands for
 
 
 @dataclass
@@ -174,11 +175,10 @@ def generate(g: Graph, cm: CompressedModel, model_name: str = "model") -> Genera
         return f"(lego_arena + {mem.offsets[r] // 4})"
 
     emitted: dict[str, Table] = {}
-    shared: list[Table] = []
+    codebooks = {name: _array(f"lego_codebook_{c_ident(name)}", cb.centroids, cb.dtype, coded=True)
+                 for name, cb in cm.codebooks.items()}  # fmt: skip
+    shared = list(codebooks.values())
     params = 0
-    for cb in cm.codebooks.values():
-        tbl = _array(f"lego_codebook_{c_ident(cb.name)}", cb.centroids, cb.dtype, coded=True)
-        shared.append(tbl)
 
     def const_table(tensor: str, cname: str) -> tuple[str, int]:
         """Emit a constant tensor once; return its C name and the bytes it added."""
@@ -208,9 +208,7 @@ def generate(g: Graph, cm: CompressedModel, model_name: str = "model") -> Genera
         decls.append(_struct(call.params_type, f"{cname}_params", call.params))
         if call.weight is not None:
             lw = cm.layers[call.weight]
-            cb = cm.codebooks[lw.codebook] if lw.storage == "tiled" and lw.codebook else None
-            wdecl, wtables = _weights(cname, lw, f"lego_codebook_{c_ident(lw.codebook or '')}",
-                                      _exponent(cb.centroids, cb.dtype) if cb else 0)
+            wdecl, wtables = _weights(cname, lw, codebooks[lw.codebook] if lw.storage == "tiled" and lw.codebook else None)
             decls.append(wdecl)
             for t in wtables:
                 emitted[f"__{t.name}"] = t
@@ -286,24 +284,23 @@ def _array(name: str, values: np.ndarray, dtype: str, coded: bool = False) -> Ta
         bits = np.asarray(values, dtype=np.float32).astype(np.float16).reshape(-1).view(np.uint16)
         body = _lines([f"0x{int(b):04x}" for b in bits], per_line=12)
     else:
-        codes = np.rint(np.asarray(values, dtype=np.float64) / 2.0 ** _exponent(values, dtype, coded))
+        exp = pow2_exponent(values) if coded else 0  # dense int8 weights are codes of 1
+        codes = np.rint(np.asarray(values, dtype=np.float64) / 2.0**exp)
         body = _lines([str(int(v)) for v in codes.astype(np.int8).reshape(-1)], per_line=16)
+        return Table(C_TYPES[dtype], name, body, nbytes, exp)
     return Table(C_TYPES[dtype], name, body, nbytes)
 
 
-def _exponent(values: np.ndarray | None, dtype: str, coded: bool = True) -> int:
-    """The power of two an int8 array's codes stand for (0 for other types and for dense int8 weights)."""
-    return pow2_exponent(values) if dtype == "i8" and coded and values is not None else 0
-
-
-def _weights(cname: str, lw: LayerWeights, codebook: str, codebook_exp: int) -> tuple[str, list[Table]]:
-    """A layer's lego_weights_t and the tables it points to (`codebook_exp`: its codebook's int8 unit)."""
+def _weights(cname: str, lw: LayerWeights, codebook: Table | None) -> tuple[str, list[Table]]:
+    """A layer's lego_weights_t and the tables it points to (`codebook`: the tiled layer's shared table)."""
     tables: list[Table] = []
+    side: dict[str, Table] = {}
     if lw.storage == "tiled":
+        assert codebook is not None
         idx = Table("uint8_t", f"{cname}_idx", c_bytes(lw.packed), len(lw.packed))
         tables.append(idx)
-        bits, values_exp = lw.bits, codebook_exp
-        ptrs = [("kind", "LEGO_W_TILED"), ("values", codebook), ("indices", idx.name)]
+        bits, values_exp = lw.bits, codebook.exp
+        ptrs = [("kind", "LEGO_W_TILED"), ("values", codebook.name), ("indices", idx.name)]
     else:
         assert lw.values is not None
         tables.append(_array(f"{cname}_w", lw.values, lw.dtype))
@@ -311,11 +308,12 @@ def _weights(cname: str, lw: LayerWeights, codebook: str, codebook_exp: int) -> 
         ptrs = [("kind", "LEGO_W_DENSE"), ("values", tables[-1].name), ("indices", "NULL")]
     for key, arr in (("row_scale", lw.scale), ("bias", lw.bias)):
         if arr is not None:
-            tables.append(_array(f"{cname}_{key}", arr, lw.side_dtype, coded=True))
-        ptrs.append((key, tables[-1].name if arr is not None else "NULL"))
+            side[key] = _array(f"{cname}_{key}", arr, lw.side_dtype, coded=True)
+            tables.append(side[key])
+        ptrs.append((key, side[key].name if key in side else "NULL"))
     fields = ptrs + [("dtype", C_DTYPES[lw.dtype]), ("side_dtype", C_DTYPES[lw.side_dtype]),
                      ("rows", lw.rows), ("cols", lw.cols), ("tile_rows", _tile_of(lw)[0]), ("tile_cols", _tile_of(lw)[1]),
-                     ("index_bits", bits), ("values_exp", values_exp), ("scale_exp", _exponent(lw.scale, lw.side_dtype)),
-                     ("bias_exp", _exponent(lw.bias, lw.side_dtype))]  # fmt: skip
+                     ("index_bits", bits), ("values_exp", values_exp), ("scale_exp", side["row_scale"].exp if "row_scale" in side else 0),
+                     ("bias_exp", side["bias"].exp if "bias" in side else 0)]  # fmt: skip
     body = ",\n".join(f"    .{k} = {v}" for k, v in fields)
     return f"static const lego_weights_t {cname}_weights = {{\n{body}\n}};", tables
