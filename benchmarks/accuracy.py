@@ -475,6 +475,8 @@ Single runs with seed 0 on the 10,000 test images while choosing; the tables abo
     calibrated. Neither the error after 600 steps nor the final calibration error ranked their test drops
     (final errors 0.156 / 0.173 / 0.159 for drops 1.06 / 1.01 / 1.23). The same budget spans 0.86 to 1.57
     points across the plans tried, so a 0.1-point gap is below what one seed can show.
+  - *Entropy-coded indices* were not built: on seed 0's 28x plan after index assignment, the indices' order-0
+    entropy is 98.5% of their packed width (9,151 of 9,288 bytes), so coding would save about 140 bytes.
   - *More real images do help*: with 2,048 instead of 512 (`calibration_set(2048)` in the command above),
     the same 28x run loses 0.96 points (3 seeds) in the same time, and meets the 1.0 target.
 - **Activation-weighted assignment** (`lego2c/reassign.py`, the first step of `--calib`): each tile takes the
