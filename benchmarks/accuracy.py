@@ -71,6 +71,7 @@ HEADER = ["recipe", "data", "top-1 drop, mean (per seed)", "top-1", "honest rati
           "seconds"]  # fmt: skip
 
 
+@functools.cache
 def calibration_set(n: int = CALIB_IMAGES) -> np.ndarray:
     """`n` unlabeled Fashion-MNIST training images, a fixed random draw (seed 0)."""
     x, _ = load_dataset("fashion-mnist", "train")
@@ -92,12 +93,12 @@ def sensitivity(model: Path, opts: CompressOptions, calib_images: int, synthesis
     return measure(load_model(model), opts, data, progress=False), time.time() - start
 
 
-def compress_case(model: Path, case: Case, seed: int, calib: np.ndarray) -> tuple[Compiled, float]:
+def compress_case(model: Path, case: Case, seed: int) -> tuple[Compiled, float]:
     """What `lego2c eval` does for these options: search, cluster, calibrate. Seconds count each stage once,
     cached or not: making synthetic inputs, the search's measurement, clustering and calibration."""
     opts = replace(case.opts, seed=seed)
-    real = calib if case.calib_images == CALIB_IMAGES else calibration_set(case.calib_images)
-    data, made = (real, 0.0) if case.calib else synthetic(model, seed) if case.synthetic else (None, 0.0)
+    data, made = ((calibration_set(case.calib_images), 0.0) if case.calib else synthetic(model, seed) if case.synthetic
+                  else (None, 0.0))  # fmt: skip
     searched = 0.0
     if case.auto:
         s, searched = sensitivity(model, opts, 0, True)
@@ -116,7 +117,7 @@ PARTIAL = DOCS / "accuracy.partial.json"  # rows measured so far: an interrupted
 RESUMED: list[str] = []  # rows this run took from PARTIAL instead of measuring
 
 
-def run_case(model: Path, case: Case, seeds: int, x: np.ndarray, y: np.ndarray, calib: np.ndarray) -> dict:  # type: ignore[type-arg]
+def run_case(model: Path, case: Case, seeds: int, x: np.ndarray, y: np.ndarray) -> dict:  # type: ignore[type-arg]
     done = json.loads(PARTIAL.read_text()) if PARTIAL.exists() else {}
     key = f"{model.name} | {case.label} | {case.seeds or seeds}"
     if key in done:
@@ -124,7 +125,7 @@ def run_case(model: Path, case: Case, seeds: int, x: np.ndarray, y: np.ndarray, 
         return done[key]
     evals, seconds = [], []
     for seed in range(case.seeds or seeds):
-        c, secs = compress_case(model, case, seed, calib)
+        c, secs = compress_case(model, case, seed)
         evals.append(evaluate(c, x, y, progress=False))
         seconds.append(secs)
         print(f"  {model.name} {case.label} seed {seed}: drop {evals[-1].drop:.2f} at "
@@ -162,7 +163,6 @@ def measure_all(seeds: int) -> dict:  # type: ignore[type-arg]
     x, y = load_dataset("fashion-mnist", "test")
     xd, yd = load_dataset("digits", "test")
     assert y is not None and yd is not None
-    calib = calibration_set()
     resnet, dscnn, digits = MODELS / "resnet8_fmnist.onnx", MODELS / "dscnn_fmnist.onnx", MODELS / "digits_cnn.onnx"
     k256 = replace(DEFAULT, tile=(4, 4), k=256)
     resnet_cases = [
@@ -200,15 +200,15 @@ def measure_all(seeds: int) -> dict:  # type: ignore[type-arg]
     started = time.time()
     out: dict = {"seeds": seeds, "calib_images": CALIB_IMAGES, "distill_steps": STEPS}  # type: ignore[type-arg]
     print("ResNet-8", flush=True)
-    out["resnet8"] = [run_case(resnet, c, seeds, x, y, calib) for c in resnet_cases]
+    out["resnet8"] = [run_case(resnet, c, seeds, x, y) for c in resnet_cases]
     print("DS-CNN", flush=True)
-    out["dscnn"] = [run_case(dscnn, c, seeds, x, y, calib) for c in dscnn_cases]
-    out["digits"] = [run_case(digits, c, seeds, xd, yd, calib) for c in (AUTO_CASE, Case(f"`--recipe {DEFAULT_RECIPE}`", DEFAULT))]
+    out["dscnn"] = [run_case(dscnn, c, seeds, x, y) for c in dscnn_cases]
+    out["digits"] = [run_case(digits, c, seeds, xd, yd) for c in (AUTO_CASE, Case(f"`--recipe {DEFAULT_RECIPE}`", DEFAULT))]
     print("sweeps, and lego2c at the size of each uniform quantisation", flush=True)
     for name, model in (("resnet8", resnet), ("dscnn", dscnn)):
         sweep = run_sweep(model, x, y, None, progress=False)
         out[f"{name}_sweep"] = [p.as_dict() for p in sweep]
-        out[f"{name}_same_size"] = [run_case(model, c, seeds, x, y, calib) for c in same_size_cases(sweep)]
+        out[f"{name}_same_size"] = [run_case(model, c, seeds, x, y) for c in same_size_cases(sweep)]
     out["minutes"] = (time.time() - started) / 60
     out["resumed_rows"] = len(RESUMED)
     out["machine"] = f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}"

@@ -348,7 +348,8 @@ def compress(g: Graph, opts: CompressOptions, progress: bool = True) -> Compress
             lw.bias = bias
             continue
         scaled = plan.storage == "i8" or (plan.storage == "tiled" and plan.channel_scales)
-        side = _side_dtype(np.abs(m).max(axis=1), opts.side_dtype) if scaled else opts.side_dtype
+        channel_max = np.abs(m).max(axis=1)
+        side = _side_dtype(channel_max, opts.side_dtype) if scaled else opts.side_dtype
         lw.bias = None if bias is None else as_stored(bias, side)
         if plan.storage != "tiled":
             _dense(lw, m, plan.storage, side)
@@ -356,7 +357,7 @@ def compress(g: Graph, opts: CompressOptions, progress: bool = True) -> Compress
             continue
         lw.storage, lw.side_dtype, lw.dtype, lw.codebook = "tiled", side, opts.codebook_dtype, plan.group
         if plan.channel_scales:
-            lw.scale = stored_scales(np.abs(m).max(axis=1), side)
+            lw.scale = stored_scales(channel_max, side)
             m = m / lw.scale[:, None]
         elif opts.codebook_dtype == "i8":
             raise UsageError(f"layer '{node.name}': int8 codebooks need channel scales (they carry the codebook's unit)",

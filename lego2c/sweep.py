@@ -17,7 +17,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from .build import compile_model
-from .compress import RECIPES, CompressOptions, bias_of, from_matrix, integer_weights, weight_matrix, weighted_nodes
+from .compress import (RECIPES, CompressOptions, as_stored, bias_of, from_matrix, integer_weights, stored_bytes,
+                       weight_matrix, weighted_nodes)
 from .evaluate import Runner, batched, check_inputs
 from .frontend import load_model
 from .ir import Graph
@@ -63,10 +64,10 @@ def uniform_weights(g: Graph, bits: int, protect_first_last: bool,
         codes, scale = integer_weights(m, b, "f16")
         weights[node.inputs[1]] = from_matrix(node, codes * scale[:, None], g.shape(node.inputs[1]))
         bias = bias_of(node, g)
-        nbytes += -(-m.size * b // 8) + 2 * m.shape[0]  # packed integers + fp16 scales
+        nbytes += -(-m.size * b // 8) + stored_bytes(m.shape[0], "f16")  # packed integers + fp16 scales
         if bias is not None:
-            weights[node.inputs[2]] = bias.astype(np.float16).astype(np.float32).reshape(g.shape(node.inputs[2]))
-            nbytes += 2 * bias.size
+            weights[node.inputs[2]] = as_stored(bias, "f16").reshape(g.shape(node.inputs[2]))
+            nbytes += stored_bytes(bias.size, "f16")
     return weights, nbytes + fixed_bytes
 
 
