@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from .calibrate import fixed_threads, require_torch
+from .calibrate import reproducible, require_torch
 from .errors import UsageError
 from .ir import Graph
 
@@ -52,7 +52,7 @@ def bn_matched_inputs(g: Graph, n: int = SAMPLES, steps: int = STEPS, seed: int 
     columns = [TextColumn("synthesising calibration inputs"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                TextColumn("loss {task.fields[loss]:.3g}"), TimeElapsedColumn()]  # fmt: skip
     loss = torch.zeros(())
-    with fixed_threads(torch), Progress(*columns, transient=True, disable=not progress) as bar:
+    with reproducible(torch), Progress(*columns, transient=True, disable=not progress) as bar:
         task = bar.add_task("", total=steps, loss=float("nan"))
         for _ in range(steps):
             terms = []
