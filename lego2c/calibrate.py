@@ -67,13 +67,16 @@ def reproducible(torch):  # type: ignore[no-untyped-def]
     algorithms keep multithreaded backward passes (the codebook gathers' scatter-adds) from summing in
     whatever order the threads finish. Without them one 28x ResNet-8 run lost 1.01 or 1.15 points."""
     threads, deterministic = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
+    fill = torch.utils.deterministic.fill_uninitialized_memory  # nothing here reads memory it did not write
     torch.set_num_threads(min(2, os.cpu_count() or 1))
     torch.use_deterministic_algorithms(True)
+    torch.utils.deterministic.fill_uninitialized_memory = False
     try:
         yield
     finally:
         torch.set_num_threads(threads)
         torch.use_deterministic_algorithms(deterministic)
+        torch.utils.deterministic.fill_uninitialized_memory = fill
 
 
 def calibrate(g: Graph, cm: CompressedModel, x: np.ndarray, steps: int = STEPS, seed: int = 0,
