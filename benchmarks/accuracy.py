@@ -252,7 +252,7 @@ def plot(r: dict, model: str, title: str) -> None:  # type: ignore[type-arg]
 
 def _resumed(r: dict) -> str:  # type: ignore[type-arg]
     n = r.get("resumed_rows", 0)
-    return f", after taking {n} rows from an earlier run of the same code (accuracy.partial.json)" if n else ""
+    return f", after taking {n} rows from an earlier run (accuracy.partial.json)" if n else ""
 
 
 def _short(label: str) -> str:
@@ -493,17 +493,18 @@ Single runs with seed 0 on the 10,000 test images while choosing; the tables abo
     last 30% of the steps 1.09 / 0.65 / 0.88 (held-out 0.124, no change); matching the classifier's input
     features as well as the logits 1.30 / 0.79 / 0.99 (0.127); one-step adversarial inputs (the sign of the
     input gradient of the student's error, 0.03, on half of each batch, the original model labelling them)
-    1.14 on seed 0 (0.133) in twice the time; Gaussian input noise (0.05) 1.22 on seed 0 (0.137). Neither
+    1.14 on seed 0 (0.133) in twice the time; Gaussian input noise (0.05) 1.22 on seed 0 (0.137). None
     helped.
   - *How far one run is from the mean*: the three runs of that one plan lost 0.61 to 1.13 points at the same
     held-out logit error (0.123 to 0.124), and runs of different plans did not follow their logit error
     either (0.127 lost 1.46, 0.134 lost 1.17). A run's drop varies by about a quarter of a point around what
-    its plan and data give, so a 3-seed mean by about 0.15: the 28x target is missed by about that much.
+    its plan and data give, so a 3-seed mean by about 0.15: the 28x target is missed by less than that.
     Before calibration was made deterministic (torch's deterministic algorithms, this version), the same
     seed-0 run lost 1.01 or 1.15 points from the same inputs, depending on how its threads summed; rows
     this page took from a run before that change differ from a fresh run by that kind of noise.
-  - *More real images do help*: with 2,048 instead of 512 (`calibration_set(2048)` in the command above),
-    the same 28x run loses 0.96 points (3 seeds) in the same time, and meets the 1.0 target.
+  - *More real images help a little*: with 2,048 instead of 512 (`calibration_set(2048)` in the command
+    above), the same 28x run lost 0.96 points before calibration was deterministic and 1.00 (0.96 / 1.21 /
+    0.82, mean 0.997) after, against 1.12 and 1.10 with 512: a tenth of a point, within the noise above.
 - **Activation-weighted assignment** (`lego2c/reassign.py`, the first step of `--calib`): each tile takes the
   codebook entry of least error in the layer's output, ||X(W - W_hat)||^2 with H = X^T X from the calibration
   images, and the tiles not yet assigned absorb what it left (GPTQ-style error feedback). On ResNet-8 with
