@@ -64,8 +64,8 @@ def require_torch():  # type: ignore[no-untyped-def]
 @contextmanager
 def reproducible(torch):  # type: ignore[no-untyped-def]
     """Same inputs, same bytes: a fixed thread count keeps torch's float sums in one order, and deterministic
-    algorithms keep multithreaded backward passes (the codebook gathers' scatter-adds) from summing in
-    whatever order the threads finish. Without them one 28x ResNet-8 run lost 1.01 or 1.15 points."""
+    algorithms keep multithreaded backward passes from summing in whatever order the threads finish.
+    Without them one 28x ResNet-8 run lost 1.01 or 1.15 points from the same inputs."""
     threads, deterministic = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
     fill = torch.utils.deterministic.fill_uninitialized_memory  # nothing here reads memory it did not write
     torch.set_num_threads(min(2, os.cpu_count() or 1))
