@@ -495,6 +495,9 @@ Single runs with seed 0 on the 10,000 test images while choosing; the tables abo
     input gradient of the student's error, 0.03, on half of each batch, the original model labelling them)
     1.14 on seed 0 (0.133) in twice the time; Gaussian input noise (0.05) 1.22 on seed 0 (0.137). None
     helped.
+  - *Other distillation losses*, on the least-damage plans (against 1.13 / 1.17 / 0.99, mean 1.10): KL
+    divergence between the softmaxes at temperature 2 lost 1.26 / 1.40 / 1.19 (mean 1.28); the logits' MSE
+    after subtracting each sample's mean logit (the softmax ignores it) 1.20 / 1.22 / 0.87 (mean 1.10).
   - *How far one run is from the mean*: the three runs of that one plan lost 0.61 to 1.13 points at the same
     held-out logit error (0.123 to 0.124), and runs of different plans did not follow their logit error
     either (0.127 lost 1.46, 0.134 lost 1.17). A run's drop varies by about a quarter of a point around what
