@@ -162,7 +162,7 @@ def test_reassignment_lowers_every_layers_output_error() -> None:
     from lego2c.packing import unpack_indices
     from lego2c.reassign import input_hessians, reassign
 
-    x = load_dataset("fashion-mnist", "train")[0][:512]
+    x = load_dataset("fashion-mnist", "train")[0][:128]
     opts = replace(RECIPES[DEFAULT_RECIPE], tile=(1, 2), k=8)
     c = compile_model(ROOT / "models" / "resnet8_fmnist.onnx", opts, progress=False)
     hessians = input_hessians(c.graph, x)
