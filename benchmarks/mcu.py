@@ -130,7 +130,7 @@ def default_options(path: Path) -> tuple[str, CompressOptions]:
     """What `lego2c build` does with no options: the auto plan, where the model allows one. Its
     calibration changes stored values only, never sizes or instructions, so it is left out here."""
     g = load_model(path)
-    base = RECIPES[DEFAULT_RECIPE]
+    base = search.safe_for_depth(g, RECIPES[DEFAULT_RECIPE])[0]
     if search.auto_obstacle(g) is not None:
         return f"default ({DEFAULT_RECIPE})", base
     return f"default ({AUTO})", search.auto_plan(g, base, bn_matched_inputs(g, progress=False)[0], progress=False)[0]

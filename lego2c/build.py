@@ -15,15 +15,16 @@ import tempfile
 import numpy as np
 import onnx
 
-from .boards import Board, boards_dir, load_board
+from .boards import Board, boards_dir, list_boards, load_board
 from .codegen import GeneratedModel, c_floats, generate, templates
 from .compress import CompressedModel, CompressOptions, compress, reconstructed_weights
 from .frontend import load_model
 from .ir import Graph
 from .project import staged_output, write_file
 from .resources import runtime_sources
-from .errors import EmulatorError, LegoError, UsageError
-from .toolchain import MemoryUse, elf_memory, make, require, run_host
+from .errors import DoesNotFitError, EmulatorError, LegoError, UsageError
+from .report import sizes
+from .toolchain import FIT_HINT, MemoryUse, elf_memory, make, require, run_host
 from .verify import ProgramOutput, max_error, parse_program_output, run_onnx, test_input
 
 
@@ -171,7 +172,10 @@ def build_target(c: Compiled, board: Board, out: Path, force: bool = False, inpu
                 shutil.copyfile(elf.with_suffix(suffix), tmp / f"firmware{suffix}")
             shutil.rmtree(tmp / ".pio", ignore_errors=True)
         else:
-            make(tmp, "all")
+            try:
+                make(tmp, "all")
+            except DoesNotFitError as e:
+                raise DoesNotFitError(e.message, fit_hint(c, board, e.short), e.short) from None
         if twin:
             make(tmp, "emulator")
         memory = elf_memory(tmp / "firmware.elf", (board.flash.origin, board.flash.size), (board.ram.origin, board.ram.size))
@@ -179,6 +183,25 @@ def build_target(c: Compiled, board: Board, out: Path, force: bool = False, inpu
                     model=str(c.path.resolve()), dataset=c.graph.metadata.get("dataset"))  # fmt: skip
         write_file(tmp / BUILD_INFO, json.dumps(info, indent=2, sort_keys=True) + "\n")
     return TargetBuild(out.resolve(), board, twin, memory, builder, notes)
+
+
+def fit_hint(c: Compiled, board: Board, short: dict[str, int]) -> str:
+    """What to try, given how many bytes each memory lacks: a model-data budget that fits flash, and for RAM
+    the reminder that weight compression does not shrink activations."""
+    tips = []
+    if short.get("FLASH"):
+        model = sizes(c.compressed, c.code).model_bytes
+        fits = model - short["FLASH"]
+        tips.append(f"flash: the model data takes {model:,} bytes; `--target-kb {fits // 1024}` picks per-layer plans "
+                    "that fit (with --calib DATA.npz they keep more accuracy)" if fits >= 1024 else
+                    f"flash: even without the {model:,} bytes of model data the firmware would not fit")  # fmt: skip
+    if short.get("RAM"):
+        need = board.ram.size + short["RAM"] if board.ram else short["RAM"]
+        bigger = [b.name for b in list_boards() if b.ram and b.ram.size >= need and not b.is_host]
+        tips.append(f"RAM: the activations take {c.code.arena_bytes:,} bytes at their peak, and compressing weights "
+                    "does not shrink them: give the model a smaller input or fewer channels"
+                    + (f", or use a board with {need:,} bytes of RAM or more ({', '.join(bigger)})" if bigger else ""))  # fmt: skip
+    return "; ".join(tips) or FIT_HINT
 
 
 @dataclass

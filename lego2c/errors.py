@@ -31,9 +31,13 @@ class UnsupportedModelError(LegoError):
 
 
 class DoesNotFitError(LegoError):
-    """The compiled model does not fit the board's memories."""
+    """The compiled model does not fit the board's memories; `short` maps each linker region to its overflow."""
 
     exit_code = 4
+
+    def __init__(self, message: str, hint: str | None = None, short: dict[str, int] | None = None) -> None:
+        super().__init__(message, hint)
+        self.short = short or {}
 
 
 class ToolchainMissingError(LegoError):

@@ -25,11 +25,21 @@ BATCH = 500
 def batched(model: onnx.ModelProto, logits: bool = False) -> onnx.ModelProto:
     """A copy of an IR export that takes any batch size; with `logits`, without the final Softmax.
 
-    The IR's value_info pins batch 1; dropping it lets onnxruntime infer the batched shapes.
+    The IR's value_info pins batch 1; dropping it lets onnxruntime infer the batched shapes. Exporters
+    also pin it in Reshape targets (`x.view(x.size(0), -1)` traces to the constant [1, -1]), so each
+    Reshape gets its batch-1 output shape as target, with the batch dimension inferred (-1).
     Logits rather than probabilities make output errors meaningful when the classes are confident.
     """
     m = onnx.ModelProto()
     m.CopyFrom(model)
+    shapes = {v.name: [d.dim_value for d in v.type.tensor_type.shape.dim]
+              for v in (*m.graph.value_info, *m.graph.output)}  # fmt: skip
+    for node in m.graph.node:
+        out = shapes.get(node.output[0]) if node.op_type == "Reshape" else None
+        if out and out[0] == 1 and all(out[1:]):
+            target = onnx.numpy_helper.from_array(np.array([-1, *out[1:]], dtype=np.int64), f"{node.output[0]}/batched")
+            m.graph.initializer.append(target)
+            node.input[1] = target.name
     del m.graph.value_info[:]
     last = m.graph.node[-1] if len(m.graph.node) else None
     if logits and last is not None and last.op_type == "Softmax" and last.output[0] == m.graph.output[0].name:

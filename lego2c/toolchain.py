@@ -47,13 +47,12 @@ def make(project: Path, target: str | None = None, variables: dict[str, str] | N
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
     if proc.returncode != 0:
         log = (proc.stdout + proc.stderr).strip().splitlines()
-        short = re.findall(r"region [`'](\w+)' overflowed by (\d+) bytes", proc.stderr)
+        short = {region: int(n) for region, n in re.findall(r"region [`'](\w+)' overflowed by (\d+) bytes", proc.stderr)}
         if short:
             raise DoesNotFitError(
-                "the firmware does not fit the board: "
-                + ", ".join(f"{region} is {int(n):,} bytes short" for region, n in dict(short).items()),
-                hint=FIT_HINT,
-            )
+                "the firmware does not fit the board: " + ", ".join(f"{r} is {n:,} bytes short" for r, n in short.items()),
+                hint=FIT_HINT, short=short,
+            )  # fmt: skip
         raise UsageError(
             "building the generated C failed:\n  " + "\n  ".join(log[-15:]),
             hint="this is a lego2c bug if the generated code does not compile; please report it",

@@ -119,7 +119,7 @@ def test_bad_options(args: list[str], needle: str, zoo: dict[str, Path], tmp_pat
 
 def test_does_not_fit(zoo: dict[str, Path], tmp_path: Path) -> None:
     proc = lego2c("build", zoo["autoencoder"], "--no-compress", "--board", "stm32f746g", "-o", tmp_path / "o")
-    fails(proc, DoesNotFitError.exit_code, "does not fit", "bytes short", "-K")
+    fails(proc, DoesNotFitError.exit_code, "does not fit", "bytes short", "--target-kb")
 
 
 def _path_without(tmp_path: Path, *missing: str) -> dict[str, str]:

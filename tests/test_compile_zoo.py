@@ -7,13 +7,16 @@ arithmetic as the C code, so the tolerance is the same: 1e-4 x max |output|.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
 
 from lego2c.boards import load_board
-from lego2c.build import build_host, build_target, compile_model, run_emulated
-from lego2c.compress import CompressOptions
+from lego2c.build import build_host, build_target, compile_graph, compile_model, run_emulated
+from lego2c.compress import DEFAULT_RECIPE, RECIPES, CompressOptions
+from lego2c.frontend import load_model
+from lego2c.search import plan_for_budget
 from lego2c.errors import DoesNotFitError
 from tests.zoo import ZOO
 
@@ -48,13 +51,27 @@ def test_stm32f746g_fits_and_qemu_twin_matches(name: str, mode: str, zoo: dict[s
     assert r.instructions_per_inference > sum(lc.macs for lc in c.code.layers)  # at least one per MAC
 
 
-def test_oversized_model_fails_with_shortfall(zoo: dict[str, Path], tmp_path: Path) -> None:
+def test_oversized_model_fails_with_shortfall_and_a_budget_that_fits(zoo: dict[str, Path], tmp_path: Path) -> None:
+    board = load_board("stm32f746g")
     c = compile_model(zoo["autoencoder"], MODES["dense"], progress=False)
     with pytest.raises(DoesNotFitError) as e:
-        build_target(c, load_board("stm32f746g"), tmp_path / "fw")
+        build_target(c, board, tmp_path / "fw")
     assert "FLASH" in e.value.message and "bytes" in e.value.message
-    assert e.value.hint and "-K" in e.value.hint
     assert not (tmp_path / "fw").exists()  # nothing half-written is left behind
+    found = re.search(r"--target-kb (\d+)", e.value.hint or "")
+    assert found, e.value.hint
+    g = load_model(zoo["autoencoder"])
+    opts, _ = plan_for_budget(g, RECIPES[DEFAULT_RECIPE], None, None, int(found[1]), progress=False)
+    build_target(compile_graph(g, zoo["autoencoder"], opts, progress=False), board, tmp_path / "fw")  # the hint's budget fits
+
+
+def test_activations_too_big_for_ram_say_so(zoo: dict[str, Path], tmp_path: Path) -> None:
+    c = compile_model(zoo["resnet8"], MODES["clustered"], progress=False)
+    with pytest.raises(DoesNotFitError) as e:
+        build_target(c, load_board("nucleo-g071rb"), tmp_path / "fw")
+    assert "RAM" in e.value.message
+    assert f"activations take {c.code.arena_bytes:,} bytes" in (e.value.hint or "")
+    assert "nucleo-h743zi" in (e.value.hint or "")  # a board whose RAM is large enough
 
 
 def test_instruction_count_is_identical_on_rerun(zoo: dict[str, Path], tmp_path: Path) -> None:
