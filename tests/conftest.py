@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import importlib
+
 import pytest
 
-from tests.zoo import export_zoo
+importlib.import_module("lego2c")  # before torch (tests.zoo): lego2c sets MKL_CBWR, which MKL reads once
+from tests.zoo import export_zoo  # noqa: E402
 
 
 @pytest.fixture(scope="session")
