@@ -4,12 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import importlib
-
 import pytest
 
-importlib.import_module("lego2c")  # before torch (tests.zoo): lego2c sets MKL_CBWR, which MKL reads once
-from tests.zoo import export_zoo  # noqa: E402
+from tests.zoo import export_zoo
 
 
 @pytest.fixture(scope="session")
