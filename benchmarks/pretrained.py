@@ -137,16 +137,17 @@ RECIPES_MEASURED = (
 )
 
 
-def default_options(g: Graph) -> CompressOptions:
-    """What `lego2c build` does with no options on a model `auto` cannot calibrate (asserted)."""
+def default_options(g: Graph) -> tuple[CompressOptions, float]:
+    """What `lego2c build` does with no options on a model `auto` cannot calibrate (asserted), and the summed
+    error that chose its K (search.safe_for_depth)."""
     assert auto_obstacle(g) is not None, "this model would be calibrated on synthetic inputs by default"
-    return safe_for_depth(g, SAFE)[0]
+    return safe_for_depth(g, SAFE)
 
 
 def measure(model: Path, recipe: Recipe, x: np.ndarray, calib: np.ndarray) -> dict:  # type: ignore[type-arg]
     g = load_model(model)
     start = time.time()
-    opts = default_options(g) if recipe.opts is None else recipe.opts  # the default's seconds include choosing K
+    opts = default_options(g)[0] if recipe.opts is None else recipe.opts  # the default's seconds include choosing K
     if recipe.all_int8:
         opts = replace(SAFE, protect=tuple(n.name for n in weighted_nodes(g)), side_dtype="f32")
     c = compile_graph(g, model, opts, progress=False)
@@ -171,15 +172,16 @@ def main(argv: list[str] | None = None) -> int:
         models = {name: export(Path(tmp) / f"{name}.onnx", name == "dynamo") for name in ("legacy", "dynamo")}
         host = ["| exporter | why `auto` does not calibrate here | class of `grace_hopper.jpg`: original (onnxruntime) / compressed (C) | max abs error vs onnxruntime (allowed) |",
                 "|---|---|---|---|"]  # fmt: skip
-        photo = Path(tmp) / "grace_hopper.npy"
-        np.save(photo, centre_crop("grace_hopper.jpg"))
-        for name, path in models.items():
-            g = load_model(path)
-            run = build_host(compile_graph(g, path, default_options(g), progress=False), Path(tmp) / f"host-{name}", input_npy=photo)
-            classes = f"{int(np.argmax(model_outputs(g, None, centre_crop('grace_hopper.jpg'))))} / {int(np.argmax(run.output.values))}"
+        photo, image = Path(tmp) / "grace_hopper.npy", centre_crop("grace_hopper.jpg")
+        np.save(photo, image)
+        graphs = {name: load_model(path) for name, path in models.items()}
+        defaults = {name: default_options(g) for name, g in graphs.items()}  # options, and K=16's summed error
+        for name, g in graphs.items():
+            run = build_host(compile_graph(g, models[name], defaults[name][0], progress=False), Path(tmp) / f"host-{name}",
+                             input_npy=photo)  # fmt: skip
+            classes = f"{int(np.argmax(model_outputs(g, None, image)))} / {int(np.argmax(run.output.values))}"
             host.append(f"| {name} | {auto_obstacle(g)} | {classes} | {run.max_error:.2g} ({run.allowed:.2g}) |")
             print(host[-1], flush=True)
-        deep, error16 = safe_for_depth(load_model(models["legacy"]), SAFE)
         rows = ["| recipe | top-1 agreement | honest ratio | paper ratio | model bytes | seconds |", "|---|---|---|---|---|---|"]
         results: dict[Recipe, dict] = {}  # type: ignore[type-arg]
         for recipe in RECIPES_MEASURED:
@@ -222,8 +224,8 @@ def main(argv: list[str] | None = None) -> int:
         "would take most of an hour), so it falls back to the uniform `safe` recipe. At `safe`'s K=16 (about 4 bits "
         "per weight with no data), which keeps ResNet-8 and DS-CNN within half a point (docs/accuracy.md), "
         f"EfficientNet-Lite0 kept {results[SAFE_ROW]['agreement']:.0f}% of its top-1 picks: its 50 weighted layers add up their "
-        f"errors, to a summed squared relative weight error of {error16:.2f} against ResNet-8's 0.066. The default now "
-        f"raises K until that sum is under {SAFE_ERROR}, here to K={deep.k} with fp16 side data: "
+        f"errors, to a summed squared relative weight error of {defaults['legacy'][1]:.2f} against ResNet-8's 0.066. The default now "
+        f"raises K until that sum is under {SAFE_ERROR}, here to K={defaults['legacy'][0].k} with fp16 side data: "
         f"{results[DEFAULT_ROW]['agreement']:.1f}% at {results[DEFAULT_ROW]['honest']:.2f}x, beside per-channel int8's "
         f"{results[INT8_ROW]['agreement']:.1f}% at {results[INT8_ROW]['honest']:.2f}x.",
         "- Rounded to int8, a codebook entry carries one error into every weight that uses it. int8 codebooks cost "

@@ -196,7 +196,8 @@ def fit_hint(c: Compiled, board: Board, short: dict[str, int]) -> str:
                     "that fit (with --calib DATA.npz they keep more accuracy)" if fits >= 1024 else
                     f"flash: even without the {model:,} bytes of model data the firmware would not fit")  # fmt: skip
     if short.get("RAM"):
-        need = board.ram.size + short["RAM"] if board.ram else short["RAM"]
+        assert board.ram is not None  # a target board: build_target checked
+        need = board.ram.size + short["RAM"]
         bigger = [b.name for b in list_boards() if b.ram and b.ram.size >= need and not b.is_host]
         tips.append(f"RAM: the activations take {c.code.arena_bytes:,} bytes at their peak, and compressing weights "
                     "does not shrink them: give the model a smaller input or fewer channels"
