@@ -29,7 +29,7 @@ from lego2c.compress import AUTO, DEFAULT_RECIPE, RECIPES, CompressOptions
 from lego2c.datasets import load_dataset
 from lego2c.evaluate import evaluate
 from lego2c.frontend import load_model
-from lego2c.search import Sensitivity, auto_choice, budget_bytes, choose, measure, plan_options, safe_for_depth
+from lego2c.search import Sensitivity, budget_bytes, choose, default_plan, measure, plan_options
 from lego2c.sweep import Point, plot_points, run_sweep
 from lego2c.synthesize import bn_matched_inputs
 
@@ -49,7 +49,7 @@ class Case:
     seeds: int | None = None  # runs with seeds 0..n-1; None: --seeds
     target_kb: float | None = None
     synthetic: bool = False  # calibrated on inputs made from the BatchNorm statistics (--calib synthetic)
-    auto: bool = False  # the CLI's default: synthetic calibration and the plan search.auto_choice picks
+    auto: bool = False  # the CLI's default: synthetic calibration and the plan search.default_plan picks
     calib_images: int = CALIB_IMAGES  # how many unlabeled training images `calib` means
 
 
@@ -118,10 +118,11 @@ def compress_case(model: Path, case: Case, seed: int) -> tuple[Compiled, float]:
     data, made = ((calibration_set(case.calib_images), 0.0) if case.calib else synthetic(model, seed) if case.synthetic
                   else (None, 0.0))  # fmt: skip
     searched = 0.0
-    if case.auto:
-        opts = safe_for_depth(load_model(model), opts)[0]
-        s, searched = sensitivity(model, opts, 0, True)
-        opts = plan_options(opts, auto_choice(load_model(model), s, opts)[0])
+    if case.auto:  # `data` holds the synthetic inputs, and `made` the seconds they took
+        start = time.time()
+        d = default_plan(load_model(model), opts, lambda: data, progress=False)
+        opts, data = d.options, d.calib
+        searched = time.time() - start
     elif case.target_ratio is not None or case.target_kb is not None:
         s, searched = sensitivity(model, opts, case.calib_images if case.calib else 0, case.synthetic)
         opts = plan_options(opts, choose(s, budget_bytes(s, case.target_ratio, case.target_kb)))

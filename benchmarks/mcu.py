@@ -127,13 +127,11 @@ def measure(name: str, path: Path, recipe: str, label: str, opts: CompressOption
 
 
 def default_options(path: Path) -> tuple[str, CompressOptions]:
-    """What `lego2c build` does with no options: the auto plan, where the model allows one. Its
-    calibration changes stored values only, never sizes or instructions, so it is left out here."""
+    """What `lego2c build` does with no options (search.default_plan). Its calibration changes stored values
+    only, never sizes or instructions, so it is left out here."""
     g = load_model(path)
-    base = search.safe_for_depth(g, RECIPES[DEFAULT_RECIPE])[0]
-    if search.auto_obstacle(g) is not None:
-        return f"default ({DEFAULT_RECIPE})", base
-    return f"default ({AUTO})", search.auto_plan(g, base, bn_matched_inputs(g, progress=False)[0], progress=False)[0]
+    d = search.default_plan(g, RECIPES[DEFAULT_RECIPE], lambda: bn_matched_inputs(g, progress=False)[0], progress=False)
+    return f"default ({DEFAULT_RECIPE if d.obstacle else AUTO})", d.options
 
 
 def model_paths(names: Sequence[str], tmp: Path) -> dict[str, Path]:

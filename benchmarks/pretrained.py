@@ -36,7 +36,7 @@ from lego2c.compress import AUTO, DEFAULT_RECIPE, RECIPES, CompressOptions, weig
 from lego2c.evaluate import evaluate, model_outputs
 from lego2c.frontend import load_model
 from lego2c.ir import Graph
-from lego2c.search import SAFE_ERROR, auto_obstacle, safe_for_depth
+from lego2c.search import SAFE_ERROR, DefaultPlan, default_plan
 
 ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "pretrained.md"
@@ -137,17 +137,19 @@ RECIPES_MEASURED = (
 )
 
 
-def default_options(g: Graph) -> tuple[CompressOptions, float]:
-    """What `lego2c build` does with no options on a model `auto` cannot calibrate (asserted), and the summed
-    error that chose its K (search.safe_for_depth)."""
-    assert auto_obstacle(g) is not None, "this model would be calibrated on synthetic inputs by default"
-    return safe_for_depth(g, SAFE)
+def _not_calibrated() -> np.ndarray:
+    raise AssertionError("`auto` would calibrate this model on synthetic inputs: this page assumes it does not")
+
+
+def default_options(g: Graph) -> DefaultPlan:
+    """What `lego2c build` does with no options, on a model `auto` cannot calibrate (at 385 M MACs)."""
+    return default_plan(g, SAFE, _not_calibrated, progress=False)
 
 
 def measure(model: Path, recipe: Recipe, x: np.ndarray, calib: np.ndarray) -> dict:  # type: ignore[type-arg]
     g = load_model(model)
     start = time.time()
-    opts = default_options(g)[0] if recipe.opts is None else recipe.opts  # the default's seconds include choosing K
+    opts = default_options(g).options if recipe.opts is None else recipe.opts  # the default's seconds include choosing K
     if recipe.all_int8:
         opts = replace(SAFE, protect=tuple(n.name for n in weighted_nodes(g)), side_dtype="f32")
     c = compile_graph(g, model, opts, progress=False)
@@ -175,12 +177,12 @@ def main(argv: list[str] | None = None) -> int:
         photo, image = Path(tmp) / "grace_hopper.npy", centre_crop("grace_hopper.jpg")
         np.save(photo, image)
         graphs = {name: load_model(path) for name, path in models.items()}
-        defaults = {name: default_options(g) for name, g in graphs.items()}  # options, and K=16's summed error
+        defaults = {name: default_options(g) for name, g in graphs.items()}
         for name, g in graphs.items():
-            run = build_host(compile_graph(g, models[name], defaults[name][0], progress=False), Path(tmp) / f"host-{name}",
+            run = build_host(compile_graph(g, models[name], defaults[name].options, progress=False), Path(tmp) / f"host-{name}",
                              input_npy=photo)  # fmt: skip
             classes = f"{int(np.argmax(model_outputs(g, None, image)))} / {int(np.argmax(run.output.values))}"
-            host.append(f"| {name} | {auto_obstacle(g)} | {classes} | {run.max_error:.2g} ({run.allowed:.2g}) |")
+            host.append(f"| {name} | {defaults[name].obstacle} | {classes} | {run.max_error:.2g} ({run.allowed:.2g}) |")
             print(host[-1], flush=True)
         rows = ["| recipe | top-1 agreement | honest ratio | paper ratio | model bytes | seconds |", "|---|---|---|---|---|---|"]
         results: dict[Recipe, dict] = {}  # type: ignore[type-arg]
@@ -224,8 +226,8 @@ def main(argv: list[str] | None = None) -> int:
         "would take most of an hour), so it falls back to the uniform `safe` recipe. At `safe`'s K=16 (about 4 bits "
         "per weight with no data), which keeps ResNet-8 and DS-CNN within half a point (docs/accuracy.md), "
         f"EfficientNet-Lite0 kept {results[SAFE_ROW]['agreement']:.0f}% of its top-1 picks: its 50 weighted layers add up their "
-        f"errors, to a summed squared relative weight error of {defaults['legacy'][1]:.2f} against ResNet-8's 0.066. The default now "
-        f"raises K until that sum is under {SAFE_ERROR}, here to K={defaults['legacy'][0].k} with fp16 side data: "
+        f"errors, to a summed squared relative weight error of {defaults['legacy'].summed_error:.2f} against ResNet-8's 0.066. The default now "
+        f"raises K until that sum is under {SAFE_ERROR}, here to K={defaults['legacy'].options.k} with fp16 side data: "
         f"{results[DEFAULT_ROW]['agreement']:.1f}% at {results[DEFAULT_ROW]['honest']:.2f}x, beside per-channel int8's "
         f"{results[INT8_ROW]['agreement']:.1f}% at {results[INT8_ROW]['honest']:.2f}x.",
         "- Rounded to int8, a codebook entry carries one error into every weight that uses it. int8 codebooks cost "

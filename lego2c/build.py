@@ -166,16 +166,16 @@ def build_target(c: Compiled, board: Board, out: Path, force: bool = False, inpu
             write_platformio_ini(tmp, board)
         except LegoError as e:
             notes.append(f"no platformio.ini: {e.message}")
-        if builder == "platformio":
-            elf = pio_build(tmp)
-            for suffix in (".elf", ".bin", ".hex"):
-                shutil.copyfile(elf.with_suffix(suffix), tmp / f"firmware{suffix}")
-            shutil.rmtree(tmp / ".pio", ignore_errors=True)
-        else:
-            try:
+        try:
+            if builder == "platformio":
+                elf = pio_build(tmp)
+                for suffix in (".elf", ".bin", ".hex"):
+                    shutil.copyfile(elf.with_suffix(suffix), tmp / f"firmware{suffix}")
+                shutil.rmtree(tmp / ".pio", ignore_errors=True)
+            else:
                 make(tmp, "all")
-            except DoesNotFitError as e:
-                raise DoesNotFitError(e.message, fit_hint(c, board, e.short), e.short) from None
+        except DoesNotFitError as e:
+            raise DoesNotFitError(e.message, fit_hint(c, board, e.short), e.short) from None
         if twin:
             make(tmp, "emulator")
         memory = elf_memory(tmp / "firmware.elf", (board.flash.origin, board.flash.size), (board.ram.origin, board.ram.size))

@@ -24,8 +24,7 @@ from .errors import EmulatorError, LegoError, UsageError
 from .evaluate import check_inputs, evaluate, evaluation_table
 from .frontend import load_model
 from .ir import Graph
-from .search import (SAFE_ERROR, auto_obstacle, auto_plan, choice_table, load_plan, measure, plan_for_budget,
-                     safe_for_depth, save_plan, search_max_drop)
+from .search import choice_table, default_plan, load_plan, measure, plan_for_budget, save_plan, search_max_drop
 from .synthesize import bn_matched_inputs
 from .project import ignore_interrupts
 from .report import layer_flash_table, memory_table, print_report, sizes
@@ -218,21 +217,11 @@ def _synthetic(graph: Graph, seed: int, progress: bool) -> np.ndarray:
 
 
 def _auto(graph: Graph, seed: int, opts: CompressOptions, progress: bool) -> tuple[CompressOptions, np.ndarray | None]:
-    """The default recipe: the safe options, or, where the model allows, a synthetically calibrated plan."""
-    safe, (opts, error) = opts, safe_for_depth(graph, opts)
-    deeper = "" if opts == safe else (
-        f", with K={opts.k} and fp16 codebooks, scales and biases for this model's depth (at K={safe.k} its weighted "
-        f"layers' squared relative weight errors would sum to {error:.2f}, over the {SAFE_ERROR} that keeps accuracy)")
-    why = auto_obstacle(graph)
-    if why is not None:
-        console.print(f"default recipe: {why}, so the uniform {DEFAULT_RECIPE} recipe is used{deeper}")
-        return opts, None
-    console.print(f"default recipe: calibrating on synthetic inputs and searching for the smallest plan about as "
-                  f"accurate as the uniform {DEFAULT_RECIPE} recipe{deeper} (--recipe {DEFAULT_RECIPE} skips this)")  # fmt: skip
-    x = _synthetic(graph, seed, progress)
-    found, table = auto_plan(graph, opts, x, progress)
-    console.print(table)
-    return found, x
+    """The default recipe (search.default_plan), with what it does said as it goes."""
+    d = default_plan(graph, opts, lambda: _synthetic(graph, seed, progress), progress, say=console.print)
+    if d.table is not None:
+        console.print(d.table)
+    return d.options, d.calib
 
 
 def _data(name: str, flag: str, split: str = "train") -> tuple[np.ndarray, np.ndarray | None]:

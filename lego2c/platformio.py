@@ -19,8 +19,8 @@ import zipfile
 from pathlib import Path
 
 from lego2c.boards import Board, boards_dir
-from lego2c.errors import DoesNotFitError, LegoError, ToolchainMissingError, UsageError
-from lego2c.toolchain import require
+from lego2c.errors import LegoError, ToolchainMissingError, UsageError
+from lego2c.toolchain import check_fits, require
 
 # PlatformIO 6.2.0 requires tool-scons ~4.41101.0 (platformio/dependencies.py); PlatformIO
 # encodes SCons 4.11.1 as 4.41101.0 (major, then two digits each of minor and patch).
@@ -185,8 +185,7 @@ def pio_build(project_dir: Path) -> Path:
     output = proc.stdout + proc.stderr
     if proc.returncode != 0:
         tail = "\n".join(output.strip().splitlines()[-30:])
-        if "overflowed by" in output or "will not fit in region" in output:
-            raise DoesNotFitError(f"the firmware does not fit the board:\n{tail}")
+        check_fits(output)
         raise LegoError(f"PlatformIO build failed in {project_dir}:\n{tail}")
     elfs = sorted((project_dir / ".pio" / "build").glob("*/firmware.elf"))
     if len(elfs) != 1:

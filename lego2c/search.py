@@ -22,7 +22,7 @@ import numpy as np
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from .compress import CompressedModel, CompressOptions, LayerPlan, compress, reconstructed_weights, weighted_nodes
+from .compress import DEFAULT_RECIPE, CompressedModel, CompressOptions, LayerPlan, compress, reconstructed_weights, weighted_nodes
 from .calibrate import LayerBiasCorrection
 from .codegen import generate
 from .errors import UsageError
@@ -233,20 +233,46 @@ def auto_obstacle(g: Graph) -> str | None:
     return None
 
 
-def auto_choice(g: Graph, s: Sensitivity, base: CompressOptions) -> tuple[dict[str, Option], dict[str, Option]]:
-    """The smallest per-layer plan predicted to be about as accurate as `base` (the safe recipe), and `base`'s own."""
-    reference = reference_choice(s, base.layer_plans(weighted_nodes(g)))
-    return as_safe_as(s, reference, AUTO_SLACK), reference
-
-
 def auto_plan(g: Graph, base: CompressOptions, x: np.ndarray, progress: bool = True) -> tuple[CompressOptions, Table]:
     """`base` (the safe recipe) replaced by the smallest per-layer plan predicted to be about as accurate."""
     s = measure(g, base, x, progress)
-    choice, reference = auto_choice(g, s, base)
+    reference = reference_choice(s, base.layer_plans(weighted_nodes(g)))
+    choice = as_safe_as(s, reference, AUTO_SLACK)
     table = choice_table(s, choice)
     table.caption = (f"the uniform recipe ({base.tile[0]}x{base.tile[1]} K={base.k}) would store {s.total(reference):,} bytes at predicted damage "
                      f"{damage(reference):.3g}; this plan stores {s.total(choice):,} at {damage(choice):.3g}")  # fmt: skip
     return plan_options(base, choice), table
+
+
+@dataclass
+class DefaultPlan:
+    """What the default (`--recipe auto`) does with a model, and why."""
+
+    options: CompressOptions
+    calib: np.ndarray | None  # the synthetic inputs to calibrate on; None when `obstacle` says why not
+    obstacle: str | None
+    summed_error: float  # the safe recipe's (summed_error), which decided K
+    table: Table | None  # the searched per-layer plan
+
+
+def default_plan(g: Graph, safe: CompressOptions, make_inputs: Callable[[], np.ndarray], progress: bool = True,
+                 say: Callable[[str], None] = lambda _: None) -> DefaultPlan:  # fmt: skip
+    """The default: `safe` with K raised for the model's depth, then, where the model allows, calibrated on
+    `make_inputs()` (synthetic inputs) with the smallest plan predicted to be about as accurate. `say` hears,
+    before the slow part, what will be done and why."""
+    opts, error = safe_for_depth(g, safe)
+    deeper = "" if opts == safe else (
+        f", with K={opts.k} and fp16 codebooks, scales and biases for this model's depth (at K={safe.k} its weighted "
+        f"layers' squared relative weight errors would sum to {error:.2f}, over the {SAFE_ERROR} that keeps accuracy)")
+    why = auto_obstacle(g)
+    if why is not None:
+        say(f"default recipe: {why}, so the uniform {DEFAULT_RECIPE} recipe is used{deeper}")
+        return DefaultPlan(opts, None, why, error, None)
+    say(f"default recipe: calibrating on synthetic inputs and searching for the smallest plan about as accurate as "
+        f"the uniform {DEFAULT_RECIPE} recipe{deeper} (--recipe {DEFAULT_RECIPE} skips this)")  # fmt: skip
+    x = make_inputs()
+    found, table = auto_plan(g, opts, x, progress)
+    return DefaultPlan(found, x, None, error, table)
 
 
 def plan_for_budget(g: Graph, base: CompressOptions, x: np.ndarray | None, target_ratio: float | None,

@@ -38,6 +38,16 @@ def require(tool: str) -> str:
     return path
 
 
+def check_fits(linker_log: str) -> None:
+    """Raise DoesNotFitError, with the bytes each memory lacks, if GNU ld said a region overflowed."""
+    short = {region: int(n) for region, n in re.findall(r"region [`'](\w+)' overflowed by (\d+) bytes", linker_log)}
+    if short:
+        raise DoesNotFitError(
+            "the firmware does not fit the board: " + ", ".join(f"{r} is {n:,} bytes short" for r, n in short.items()),
+            hint=FIT_HINT, short=short,
+        )  # fmt: skip
+
+
 def make(project: Path, target: str | None = None, variables: dict[str, str] | None = None, timeout: float = 600) -> None:
     """Run the project's Makefile; a compile error is shown with its first lines."""
     require("make")
@@ -47,12 +57,7 @@ def make(project: Path, target: str | None = None, variables: dict[str, str] | N
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
     if proc.returncode != 0:
         log = (proc.stdout + proc.stderr).strip().splitlines()
-        short = {region: int(n) for region, n in re.findall(r"region [`'](\w+)' overflowed by (\d+) bytes", proc.stderr)}
-        if short:
-            raise DoesNotFitError(
-                "the firmware does not fit the board: " + ", ".join(f"{r} is {n:,} bytes short" for r, n in short.items()),
-                hint=FIT_HINT, short=short,
-            )  # fmt: skip
+        check_fits(proc.stderr)
         raise UsageError(
             "building the generated C failed:\n  " + "\n  ".join(log[-15:]),
             hint="this is a lego2c bug if the generated code does not compile; please report it",

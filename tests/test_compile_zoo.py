@@ -51,18 +51,19 @@ def test_stm32f746g_fits_and_qemu_twin_matches(name: str, mode: str, zoo: dict[s
     assert r.instructions_per_inference > sum(lc.macs for lc in c.code.layers)  # at least one per MAC
 
 
-def test_oversized_model_fails_with_shortfall_and_a_budget_that_fits(zoo: dict[str, Path], tmp_path: Path) -> None:
+@pytest.mark.parametrize("builder", ["make", "platformio"])
+def test_oversized_model_fails_with_shortfall_and_a_budget_that_fits(zoo: dict[str, Path], tmp_path: Path, builder: str) -> None:
     board = load_board("stm32f746g")
     c = compile_model(zoo["autoencoder"], MODES["dense"], progress=False)
     with pytest.raises(DoesNotFitError) as e:
-        build_target(c, board, tmp_path / "fw")
+        build_target(c, board, tmp_path / "fw", builder=builder)
     assert "FLASH" in e.value.message and "bytes" in e.value.message
     assert not (tmp_path / "fw").exists()  # nothing half-written is left behind
     found = re.search(r"--target-kb (\d+)", e.value.hint or "")
     assert found, e.value.hint
     g = load_model(zoo["autoencoder"])
     opts, _ = plan_for_budget(g, RECIPES[DEFAULT_RECIPE], None, None, int(found[1]), progress=False)
-    build_target(compile_graph(g, zoo["autoencoder"], opts, progress=False), board, tmp_path / "fw")  # the hint's budget fits
+    build_target(compile_graph(g, zoo["autoencoder"], opts, progress=False), board, tmp_path / "fw", builder=builder)  # fits
 
 
 def test_activations_too_big_for_ram_say_so(zoo: dict[str, Path], tmp_path: Path) -> None:

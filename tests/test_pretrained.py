@@ -32,7 +32,7 @@ def test_default_build_matches_onnxruntime_on_a_photograph(exports: dict[str, Pa
     photo = tmp_path / "grace_hopper.npy"
     np.save(photo, centre_crop("grace_hopper.jpg"))
     assert int(np.argmax(model_outputs(g, None, np.load(photo)))) == EXPECTED["grace_hopper.jpg"][0]  # real weights
-    run = build_host(compile_graph(g, exports[exporter], default_options(g)[0], progress=False), tmp_path / "host",
+    run = build_host(compile_graph(g, exports[exporter], default_options(g).options, progress=False), tmp_path / "host",
                      input_npy=photo)  # fmt: skip
     assert run.max_error <= run.allowed, f"host C vs onnxruntime: {run.max_error:.3g} > {run.allowed:.3g}"
 
@@ -51,7 +51,7 @@ def test_the_default_raises_k_for_a_deep_model_and_keeps_its_predictions(exports
         assert safe_for_depth(load_model(ROOT / "models" / f"{name}.onnx"), SAFE)[0] == SAFE, name
     path = exports["legacy"]
     g = load_model(path)
-    opts = default_options(g)[0]
+    opts = default_options(g).options
     assert opts.k > SAFE.k
     x = photo_crops(60, seed=0)
     deep, flat = (evaluate(compile_graph(g, path, o, progress=False), x, None, progress=False) for o in (opts, SAFE))
