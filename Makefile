@@ -30,8 +30,10 @@ demo: setup
 	$(VENV)/bin/lego2c run $(DEMO_OUT) --emulator qemu
 
 # pytest exits 5 when a selection (PYTEST_ARGS) collects nothing: say so, and do not fail.
+# Two workers, a test file each: many tests wait on one single-threaded gcc or QEMU, and a file's
+# fixtures (exported models, a trained CNN) are made once.
 test: setup
-	$(PY) -m pytest -q $(PYTEST_ARGS); rc=$$?; \
+	$(PY) -m pytest -q -n 2 --dist loadfile $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; rc=0; fi; exit $$rc
 
 bench: setup
