@@ -29,7 +29,7 @@ from lego2c.compress import AUTO, DEFAULT_RECIPE, RECIPES, CompressOptions
 from lego2c.datasets import load_dataset
 from lego2c.evaluate import evaluate
 from lego2c.frontend import load_model
-from lego2c.search import Sensitivity, budget_bytes, choose, default_plan, measure, plan_options
+from lego2c.search import AUTO_DAMAGE, Sensitivity, budget_bytes, choose, default_plan, measure, plan_options
 from lego2c.sweep import Point, plot_points, run_sweep
 from lego2c.synthesize import bn_matched_inputs
 
@@ -53,8 +53,8 @@ class Case:
     calib_images: int = CALIB_IMAGES  # how many unlabeled training images `calib` means
 
 
-AUTO_CASE = Case(f"default (`{AUTO}`): `{DEFAULT_RECIPE}`, calibrated on synthetic inputs, smallest plan predicted as "
-                 "accurate", DEFAULT, synthetic=True, auto=True)  # fmt: skip
+AUTO_CASE = Case(f"default (`{AUTO}`): `{DEFAULT_RECIPE}`, calibrated on synthetic inputs, smallest plan of predicted "
+                 f"damage <= {AUTO_DAMAGE}", DEFAULT, synthetic=True, auto=True)  # fmt: skip
 
 
 def row_cells(r: dict) -> list[str]:  # type: ignore[type-arg]

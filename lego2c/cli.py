@@ -71,7 +71,7 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--recipe", choices=[AUTO, *sorted(RECIPES)], default=AUTO,
                    help=f"a named set of the options below. Default {AUTO}: the {DEFAULT_RECIPE} recipe; on a model with "
                         "BatchNorm statistics, calibrated on inputs made from them, with the smallest per-layer plan "
-                        "predicted to be about as accurate (minutes, not seconds; see README)")  # fmt: skip
+                        "predicted to keep the logits close (minutes, not seconds; see README)")  # fmt: skip
     g.add_argument("-K", dest="k", type=int, help="codebook size")
     g.add_argument("-b", "--tile", dest="tile", type=_tile, metavar="B|RxC",
                    help="tile shape: 4 means 4x4, or rows x cols like 2x4")  # fmt: skip

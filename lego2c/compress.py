@@ -122,7 +122,7 @@ RECIPES: dict[str, CompressOptions] = {
     "legonet16": CompressOptions(k=16, tile=(4, 4), scope="global"),
 }
 DEFAULT_RECIPE = "safe"  # the options the CLI's default starts from, and all of it without BatchNorm statistics
-AUTO = "auto"  # the CLI's default: DEFAULT_RECIPE, then synthetic calibration and a searched plan (search.auto_plan)
+AUTO = "auto"  # the CLI's default: DEFAULT_RECIPE, then synthetic calibration and a searched plan (search.default_plan)
 
 
 @dataclass

@@ -75,7 +75,7 @@ def test_default_matches_the_docs_via_cli(model: str, dataset: str, tmp_path: Pa
     out = tmp_path / "eval.json"
     name = {"digits": "digits_cnn", "resnet8": "resnet8_fmnist"}[model]
     proc = lego2c("eval", f"models/{name}.onnx", "--dataset", dataset, "--json", out)
-    assert "calibrating on synthetic inputs" in proc.stdout
+    assert "calibrated on synthetic inputs" in proc.stdout
     got, doc = json.loads(out.read_text()), documented(model, "default")
     assert set(got) >= {"top1_original", "top1_compressed", "agreement", "honest_ratio", "paper_ratio", "model_bytes"}
     assert abs(got["top1_compressed"] - doc["top1_compressed"]) <= 0.3
