@@ -29,7 +29,7 @@ from lego2c.compress import AUTO, DEFAULT_RECIPE, RECIPES, CompressOptions
 from lego2c.datasets import load_dataset
 from lego2c.evaluate import evaluate
 from lego2c.frontend import load_model
-from lego2c.search import AUTO_DAMAGE, Sensitivity, budget_bytes, choose, default_plan, measure, plan_options
+from lego2c.search import AUTO_DAMAGE, AUTO_SLACK, Sensitivity, budget_bytes, choose, default_plan, measure, plan_options
 from lego2c.sweep import Point, plot_points, run_sweep
 from lego2c.synthesize import bn_matched_inputs
 
@@ -54,7 +54,7 @@ class Case:
 
 
 AUTO_CASE = Case(f"default (`{AUTO}`): `{DEFAULT_RECIPE}`, calibrated on synthetic inputs, smallest plan of predicted "
-                 f"damage <= {AUTO_DAMAGE}", DEFAULT, synthetic=True, auto=True)  # fmt: skip
+                 f"damage <= {AUTO_DAMAGE} and <= {AUTO_SLACK} x the uniform recipe's", DEFAULT, synthetic=True, auto=True)  # fmt: skip
 
 
 def row_cells(r: dict) -> list[str]:  # type: ignore[type-arg]
@@ -431,19 +431,38 @@ Single runs with seed 0 on the 10,000 test images while choosing; the tables abo
   of about 1e-3 on ResNet-8 and 3e-2 on DS-CNN (0 is a perfect match; `tests/test_accuracy.py` checks that
   they match 5 times better than noise on the digits CNN and that they cut ResNet-8's error on real images).
 - **The default** (`auto`) is that calibration with a size the model earns: the budget search measures
-  every layer's damage on the synthetic inputs, and the default takes the smallest plan predicted to do at
-  most 1.5 times the damage of the uniform `safe` recipe (1x1 K=16 everywhere), measured the same way.
-  Distillation then recovers more than that. Measured before choosing 1.5 (seed 0, predicted damage against
-  the uniform recipe's): ResNet-8 reaches the uniform recipe's damage at 7.9x, 1.3 times it at 9x and 2.2
-  times it at 12x; DS-CNN reaches 1.4 times it at 7x and 6 times it at 9x. A fixed ratio cannot serve both
-  (9x costs DS-CNN 1.53 points), and the damage relative to the uniform recipe separates them. Without
-  BatchNorm statistics, without torch, or above 20 M MACs per inference (making the inputs would take
-  minutes), the default is the uniform `safe` recipe and says why. Before this, per-layer plans with no
-  data were tried with three damage estimates (relative weight error, BN-moment activation error, outputs
-  on uniform noise inputs): each reached 9 to 10x on ResNet-8 but cost DS-CNN 1.3 to 2.4 points at 6.8 to
-  7x, because noise inputs and moment estimates ranked DS-CNN's pointwise layers as safe at K=8. With int8
-  side data the same rule takes DS-CNN to 7.4x to 7.7x at 0.63 points lost (3 seeds; 0.55 on the CPU before this page's; fp16: 6.9x to 7.2x at
-  0.36), over the 0.5 it was set for, while `--calib synthetic --target-ratio 7` loses 0.39.
+  every layer's damage on the synthetic inputs (the logits' relative squared error with that layer alone
+  compressed, after index assignment and bias correction), and the default takes the smallest plan whose
+  summed damage is within two limits: 0.03, and 1.5 times the damage of the uniform `safe` recipe (1x1 K=16
+  everywhere) measured the same way. Distillation then recovers most of it. Each limit alone failed on one
+  model (seeds 0-2 unless said; the search's sizes come from the same measurements as the rows above):
+  - *1.5 times the uniform recipe's damage* (the rule until this version) lost 0.81 / 0.39 / 0.69 points on
+    DS-CNN at 7.4x to 7.7x: its uniform recipe already does 0.040 to 0.053 damage (ResNet-8's: 0.013 to
+    0.028), so the limit came to 0.06 to 0.08. It also rests on one noisy measurement: on ResNet-8 the uniform
+    recipe's damage was 0.0278 with k-means seed 0 and 0.0135 to 0.0178 with seeds 1 to 3, so seed 0's limit
+    was about twice as loose and its model reached 13.1x against 8.9x for seeds 1 and 2.
+  - *0.03 alone* kept ResNet-8 (0.06 / 0.16 / 0.08 at 12.0x / 11.4x / 9.7x) and DS-CNN (0.30 / 0.42 / 0.30 at
+    6.2x to 6.8x), but on a held-out model it did not: a VGG-style network (five 3x3 conv+BN+ReLU layers with
+    max-pooling, then two dense layers; 72,444 parameters; 91.87% after 3 epochs on Fashion-MNIST, trained
+    for this check and not used to set anything) lost 0.76 and 0.87 points (seeds 0, 1) at 14.7x and 14.9x,
+    where its uniform recipe does 0.0105 damage and loses 0.18 at 7.8x. Measured on real images instead,
+    the three models' chosen plans did about the same damage (0.011 to 0.013, about 40% of the synthetic
+    figure for each), so the same damage simply costs this model more top-1.
+  - Other limits, for the record: 0.02 alone gives ResNet-8 8.9x to 9.5x and DS-CNN 5.5x to 6.3x; 0.04 gives
+    11.5x to 13.2x and 6.8x to 7.1x.
+  The smaller of the two limits binds on DS-CNN (0.03), on ResNet-8 for seed 0 (0.03) and seeds 1 and 2 (1.5
+  times), and on the VGG and the digits CNN (1.5 times). Measured damages are real for the codebooks the
+  build then uses (the same seed gives the same codebooks), so the search rightly takes the lucky draws, but
+  where the relative limit binds the size still moves with the seed. Per layer the spread is wide: over
+  k-means seeds 0 to 7, one ResNet-8 layer's damage ran from 1.4e-3 to 1.5e-2, while its own output error,
+  ||X(W - W_hat)||^2 relative to ||XW||^2, stayed within 7% (1.23e-3 to 1.31e-3), and so did its weight
+  error: what varies is the direction of the error in the layer's output, and how much of it the layers
+  after it carry to the logits. Without BatchNorm statistics, without torch, or above 20 M MACs per
+  inference (making the inputs would take minutes), the default is the uniform `safe` recipe and says why.
+  Before any of this, per-layer plans with no data were tried with three damage estimates (relative weight
+  error, BN-moment activation error, outputs on uniform noise inputs): each reached 9 to 10x on ResNet-8 but
+  cost DS-CNN 1.3 to 2.4 points at 6.8 to 7x, because noise inputs and moment estimates ranked DS-CNN's
+  pointwise layers as safe at K=8.
 - **Deep models** start from a larger K. The uniform recipe leaves each layer about 10% relative weight error,
   and the errors of many layers add up: the weighted layers' squared relative errors sum to 0.066 on
   ResNet-8, 0.049 on DS-CNN and 0.42 on the pretrained EfficientNet-Lite0 (50 layers), where K=16 changed
@@ -451,30 +470,18 @@ Single runs with seed 0 on the 10,000 test images while choosing; the tables abo
   (calibrated or not) starts from the smallest K of 32, 64, 128, 256 that brings it under 0.07, with fp16
   codebooks, scales and biases (int8 ones left EfficientNet-Lite0 at 84% agreement at K=64, fp16 94%).
   This leaves the three models above at K=16, and every figure on this page, unchanged.
-- **Another CPU, and runs that differ**: the three default rows were measured again on this page's CPU (the
-  others come from the one before, whose model was not recorded). ResNet-8's seed 0 stored 23,580 bytes
-  here against 23,426 there, and DS-CNN lost 0.63 points on average against 0.55: onnxruntime and torch
-  choose kernels by instruction set, and the search turns on small differences in measured damage. On this
-  CPU the default is also not byte-reproducible from run to run: ResNet-8's seed 0 stored 23,500 bytes in 2
+- **Other CPUs, and runs that differ**: the three default rows were measured on this page's CPU; the others
+  come from the CPUs before it (an Intel Xeon, and one whose model was not recorded). Under the rule before,
+  ResNet-8's seed 0 stored 23,426 bytes on the first CPU and on an AMD EPYC (Zen 4, AVX-512), and 23,580 on
+  the Xeon, and DS-CNN lost 0.55 points on average on the first and 0.63 on the Xeon: onnxruntime and torch
+  choose kernels by instruction set, and the search turns on small differences in measured damage. On the
+  Xeon the default was also not byte-reproducible from run to run: ResNet-8's seed 0 stored 23,500 bytes in 2
   of about 9 runs, because its synthetic inputs came out different in their last bits. In a smaller test
   (32 inputs, 30 steps) 6 of 49 runs with MKL_CBWR=AUTO,STRICT (with or without MKL_DYNAMIC=FALSE) came
   out different and none of 41 without it; torch's threads were fixed and its deterministic algorithms on
-  throughout. The cause is not pinned down. On an AMD EPYC (Zen 4, also AVX-512) seed 0 stored 23,426 bytes,
-  as on the first CPU, in 3 of 3 full runs with identical files (one of them beside other jobs), and 12 of 12 small runs were identical.
-  `tests/test_accuracy.py` checks the documented size within 3%.
-- **Why the default's size depends on the seed** (8.9x for seeds 1 and 2, 13x for seed 0): the search's
-  limit is 1.5 times the measured damage of the uniform recipe, and that measurement is one draw from a wide
-  spread. On the same 256 synthetic inputs, the uniform recipe's summed damage was 0.0278 with k-means seed 0
-  and 0.0135 to 0.0178 with seeds 1 to 3, so seed 0's limit was about twice as loose. Per layer the spread is
-  wider still: over k-means seeds 0 to 7, one layer's damage (the logits' relative error with that layer alone
-  compressed, after index assignment and bias correction) ran from 1.4e-3 to 1.5e-2, while its own output
-  error, ||X(W - W_hat)||^2 relative to ||XW||^2, stayed within 7% (1.23e-3 to 1.31e-3), and so did its
-  weight error. So what varies is the direction of the error in the layer's output, and how much of it the
-  layers after it carry to the logits. Measured damages are real for the codebooks the build then uses (the same
-  seed gives the same codebooks), so the search rightly takes the lucky draws; but a limit set by one draw
-  of the reference is not stable. A limit from the median over several k-means seeds of the reference would
-  be, and would put seed 0 near 8.9x too; the slack would then need re-measuring on both models (DS-CNN
-  already loses 0.63 at this slack). Not done yet.
+  throughout. The cause is not pinned down. On the AMD EPYC, 3 of 3 full runs gave identical files (one of
+  them beside other jobs), and 12 of 12 small runs were identical. `tests/test_accuracy.py` checks the
+  documented size within 3%.
 - **Keeping the luckiest k-means seed per layer** (tried, not kept; a seed per layer plan, a
   `search.reseed` step and a `--tries` option, on the local git branch `experiment/kmeans-tries`): after the budget search, each clustered layer of the plan is clustered again
   with seeds 1 to N-1 and keeps the codebook whose measured damage is least, at no cost in bytes.

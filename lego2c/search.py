@@ -186,12 +186,15 @@ def smallest_within(s: Sensitivity, limit: float) -> dict[str, Option]:
 
 # The default (`--recipe auto`): when a model carries BatchNorm statistics, calibrate it on inputs made
 # from them and take the smallest plan whose predicted damage (the logits' relative squared error, summed
-# over layers, measured on those inputs) is at most AUTO_DAMAGE; distillation then removes most of it. Set
-# on ResNet-8 and DS-CNN (docs/accuracy.md): at 0.03 both keep accuracy, at about 11x and 6.5x. A limit
-# relative to the uniform `safe` recipe's damage (1.5 times it, before) rested on one noisy measurement:
-# that damage varied twofold with the k-means seed, and so did ResNet-8's size. Making the inputs costs
-# about 8 s per million MACs here, hence AUTO_MAX_MACS.
+# over layers, measured on those inputs) is within both limits: AUTO_DAMAGE, and AUTO_SLACK times the
+# damage of the uniform `safe` recipe; distillation then removes most of it. Set on ResNet-8 and DS-CNN
+# and checked on a held-out VGG-style model (docs/accuracy.md). Either limit alone lost accuracy on one of
+# them: the relative one on DS-CNN, whose uniform recipe already does 0.04 to 0.05, the absolute one on
+# the VGG, where 0.03 cost 0.8 points at 14.7x. The relative one also inherits the noise of one
+# measurement: the uniform recipe's damage on ResNet-8 varied twofold with the k-means seed. Making the
+# inputs costs about 8 s per million MACs here, hence AUTO_MAX_MACS.
 AUTO_DAMAGE = 0.03
+AUTO_SLACK = 1.5
 AUTO_MAX_MACS = 20_000_000
 
 
@@ -251,7 +254,8 @@ def default_plan(g: Graph, safe: CompressOptions, make_inputs: Callable[[], np.n
                  say: Callable[[str], None] = lambda _: None) -> DefaultPlan:  # fmt: skip
     """The default: `safe` with K raised for the model's depth, then, where the model allows, calibrated on
     `make_inputs()` (synthetic inputs) with the smallest plan predicted to keep the logits' relative squared
-    error within AUTO_DAMAGE. `say` hears, before the slow part, what will be done and why."""
+    error within AUTO_DAMAGE and within AUTO_SLACK times the uniform recipe's. `say` hears, before the slow
+    part, what will be done and why."""
     opts, error = safe_for_depth(g, safe)
     deeper = "" if opts == safe else (
         f", with K={opts.k} and fp16 codebooks, scales and biases for this model's depth (at K={safe.k} its weighted "
@@ -261,12 +265,12 @@ def default_plan(g: Graph, safe: CompressOptions, make_inputs: Callable[[], np.n
         say(f"default recipe: {why}, so the uniform {DEFAULT_RECIPE} recipe is used{deeper}")
         return DefaultPlan(opts, None, why, error, None)
     say(f"default recipe: the {DEFAULT_RECIPE} recipe's options{deeper}, calibrated on synthetic inputs, with the "
-        f"smallest per-layer plan predicted to keep the logits' relative squared error within {AUTO_DAMAGE} "
-        f"(--recipe {DEFAULT_RECIPE} skips this)")  # fmt: skip
+        f"smallest per-layer plan predicted to keep the logits' relative squared error within {AUTO_DAMAGE} and "
+        f"within {AUTO_SLACK} times the uniform recipe's (--recipe {DEFAULT_RECIPE} skips this)")  # fmt: skip
     x = make_inputs()
     s = measure(g, opts, x, progress)
-    choice = smallest_within(s, AUTO_DAMAGE)
     uniform = reference_choice(s, opts.layer_plans(weighted_nodes(g)))
+    choice = smallest_within(s, min(AUTO_DAMAGE, AUTO_SLACK * damage(uniform)))
     table = choice_table(s, choice)
     table.caption = (f"this plan stores {s.total(choice):,} bytes at predicted damage {damage(choice):.3g}; the uniform "
                      f"recipe ({opts.tile[0]}x{opts.tile[1]} K={opts.k}) would store {s.total(uniform):,} at {damage(uniform):.3g}")  # fmt: skip

@@ -68,10 +68,10 @@ def test_digits_safe_recipe_keeps_accuracy_at_documented_ratio(digits_model: Pat
 def test_default_matches_the_docs_via_cli(model: str, dataset: str, tmp_path: Path) -> None:
     """The default (auto: synthetic calibration, searched plan) through the CLI: top-1 within 0.3 points of the
     documented figure and within 0.5 of the original, and the documented size within 3%. Not exactly: the
-    search turns on small differences in measured damage, which differ between CPUs (ResNet-8 seed 0: 23,426
-    bytes on an AMD EPYC and another CPU, 23,580 on an Intel Xeon), and on that Xeon the synthetic inputs
-    varied in their last bits from run to run, cause not pinned down (23,500 bytes in some runs;
-    docs/accuracy.md)."""
+    search turns on small differences in measured damage, which differ between CPUs (under the rule before,
+    ResNet-8 seed 0 stored 23,426 bytes on an AMD EPYC and another CPU, 23,580 on an Intel Xeon), and on that
+    Xeon the synthetic inputs varied in their last bits from run to run, cause not pinned down
+    (docs/accuracy.md)."""
     out = tmp_path / "eval.json"
     name = {"digits": "digits_cnn", "resnet8": "resnet8_fmnist"}[model]
     proc = lego2c("eval", f"models/{name}.onnx", "--dataset", dataset, "--json", out)
