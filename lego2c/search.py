@@ -66,6 +66,14 @@ class Sensitivity:
     def total(self, choice: dict[str, Option]) -> int:
         return self.fixed_bytes + sum(o.nbytes for o in choice.values())
 
+    def smallest(self) -> dict[str, Option]:
+        """Every layer at its option of fewest bytes."""
+        return {n: min(opts, key=lambda o: o.nbytes) for n, opts in self.options.items()}
+
+    def least_damage(self) -> dict[str, Option]:
+        """Every layer at its option of least damage (the fewer bytes on a tie): the largest plan worth having."""
+        return {n: min(opts, key=lambda o: (o.damage, o.nbytes)) for n, opts in self.options.items()}
+
 
 def random_inputs(g: Graph, n: int = RANDOM_INPUTS, seed: int = 0) -> np.ndarray:
     """Deterministic inputs in the model's declared input range ([0,1] from metadata, else [-1,1))."""
@@ -135,7 +143,7 @@ def dense_baseline(g: Graph) -> DenseBaseline:
 
 def choose(s: Sensitivity, budget: int) -> dict[str, Option]:
     """The least-damage choice of one option per layer within `budget` bytes of model data."""
-    smallest = {n: min(opts, key=lambda o: o.nbytes) for n, opts in s.options.items()}
+    smallest = s.smallest()
     if s.total(smallest) > budget:
         raise UsageError(f"no plan fits {budget:,} bytes: the smallest takes {s.total(smallest):,}",
                          hint="ask for a lower ratio or more kilobytes")  # fmt: skip
@@ -174,8 +182,8 @@ def reference_choice(s: Sensitivity, plans: dict[str, LayerPlan]) -> dict[str, O
 def smallest_within(s: Sensitivity, limit: float) -> dict[str, Option]:
     """The smallest plan whose predicted damage is at most `limit`: bisection on bytes (the least-damage plan
     when none is within it)."""
-    lo = s.total({n: min(opts, key=lambda o: o.nbytes) for n, opts in s.options.items()}) - 1  # may fail
-    best = {n: min(opts, key=lambda o: (o.damage, o.nbytes)) for n, opts in s.options.items()}
+    lo = s.total(s.smallest()) - 1  # may fail
+    best = s.least_damage()
     hi = s.total(best)
     while hi - lo > 1:
         mid = (lo + hi) // 2
@@ -314,8 +322,7 @@ def search_max_drop(s: Sensitivity, base: CompressOptions, drop_of: Callable[[Co
     Returns the options, the per-layer choice and the measured drop. The largest plan (every layer at its
     least-damage option) must meet the drop, or there is no answer.
     """
-    largest = {n: min(opts, key=lambda o: (o.damage, o.nbytes)) for n, opts in s.options.items()}
-    smallest = {n: min(opts, key=lambda o: o.nbytes) for n, opts in s.options.items()}
+    largest, smallest = s.least_damage(), s.smallest()
     best, best_drop = largest, drop_of(plan_options(base, largest))
     if best_drop > max_drop:
         raise UsageError(f"even the largest plan loses {best_drop:.2f} points (> --max-drop {max_drop})",
