@@ -552,6 +552,15 @@ Single runs with seed 0 on the 10,000 test images while choosing; the tables abo
   - *Pairing similar output channels* in the same 2-row tiles (a free permutation inside a residual block):
     2 to 6% less k-means error on the 28x plan's 2-row layers (greedy pairing of normalised rows), too
     little to build.
+  - *Moving indices during distillation along the gradient* (PV-tuning's discrete step): every 250 steps
+    up to 70% of the run, the gradient of the loss over all 512 images with respect to each decoded tile;
+    each tile moves to the codebook entry nearest its entry minus a step along that gradient, at most 5%
+    of a layer's tiles, and the moves stay only if the loss over the 512 images falls, else the step
+    halves. The loss is sharp in the indices: choosing each tile's entry by the gradient alone (1% of
+    tiles) took the loss from 0.41 to 48 and more, and even 30 moved tiles could double it. Seed 0 kept
+    8 of 9 rounds of 2 to 32 tiles, each lowering the loss by under 2%, and lost 1.02 points (against
+    1.13 without); on seed 1 no round's moves lowered the loss, so nothing moved (1.17, as without).
+    Not kept (session 10's branch `experiment/pv-flips`).
   - *Picking the plan by a short distillation* (with deterministic calibration): 200
     distillation steps ranked seed 0's and seed 1's least-damage plans as 3,500 steps did (logit error on the
     calibration images 0.173 against 0.206; after 3,500 steps, on 1,024 held-out training images, 0.124
