@@ -16,12 +16,10 @@ on a photograph.
 from __future__ import annotations
 
 import argparse
-import logging
 import platform
 import sys
 import tempfile
 import time
-import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -62,16 +60,9 @@ def efficientnet_lite0():  # type: ignore[no-untyped-def]
 
 def export(path: Path, dynamo: bool) -> Path:
     """Export to ONNX: the legacy exporter keeps BatchNormalization, the dynamo exporter folds it."""
-    import torch
+    from scripts.train import export as export_onnx
 
-    model, x = efficientnet_lite0(), torch.zeros(1, 3, SIZE, SIZE)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        if dynamo:
-            torch.onnx.export(model, (x,), str(path), dynamo=True, opset_version=18, verbose=False)
-        else:
-            torch.onnx.export(model, x, str(path), dynamo=False, opset_version=17,
-                              training=torch.onnx.TrainingMode.PRESERVE)  # fmt: skip
+    export_onnx(efficientnet_lite0(), (1, 3, SIZE, SIZE), path, dynamo)
     return path
 
 
@@ -166,7 +157,6 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--crops", type=int, default=CROPS, help=f"evaluation inputs (default {CROPS})")
     p.add_argument("--out", type=Path, default=DOC, help="markdown file to write")
     a = p.parse_args(argv)
-    logging.getLogger("torch.onnx._internal.exporter._registration").setLevel(logging.ERROR)  # torchvision ops: noise
     started = time.time()
     x, calib = photo_crops(a.crops, seed=0), photo_crops(CALIB_CROPS, seed=1)
     lines: list[str] = []
