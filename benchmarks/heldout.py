@@ -1,6 +1,6 @@
 """The default on models nothing in lego2c was tuned on: held-out architectures, and another exporter.
 
-    python -m benchmarks.heldout --markdown docs/heldout.md   # about 30 minutes on 2 cores
+    python -m benchmarks.heldout --markdown docs/heldout.md   # about 45 minutes on 2 cores, 10 of them training
 
 The reference models (ResNet-8, DS-CNN, the digits CNN) set the default's rule. This trains two
 more on Fashion-MNIST from seed 0 (`scripts/train.py vgg-fmnist` and `mbv2-fmnist`, 3 epochs each),
@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     said: dict[str, str] = {}
     for case in CASES:
         model = trained(case, a.dir)
-        runs = [("default, seed %d" % s, ["--seed", str(s)]) for s in a.seeds] + [("`--recipe safe`", ["--recipe", "safe"])]
+        runs = [(f"default, seed {s}", ["--seed", str(s)]) for s in a.seeds] + [("`--recipe safe`", ["--recipe", "safe"])]
         for name, args in runs:
             start = time.time()
             r, says = evaluate(model, args)
