@@ -486,7 +486,7 @@ Single runs with seed 0 on the 10,000 test images while choosing; the tables abo
   them beside other jobs), and 12 of 12 small runs were identical. `tests/test_accuracy.py` checks the
   documented size within 3%.
 - **Keeping the luckiest k-means seed per layer** (tried, not kept; a seed per layer plan, a
-  `search.reseed` step and a `--tries` option, on the local git branch `experiment/kmeans-tries`): after the budget search, each clustered layer of the plan is clustered again
+  `search.reseed` step and a `--tries` option, on a local git branch that was not merged and is gone): after the budget search, each clustered layer of the plan is clustered again
   with seeds 1 to N-1 and keeps the codebook whose measured damage is least, at no cost in bytes.
   Data-free, where the measured damage is all the model gets, DS-CNN at `--target-ratio 9` lost 8.24 / 6.76 /
   6.38 points (seeds 0-2) with one seed, 8.25 / 4.89 / 4.28 with 2, 4.34 / 2.82 / 2.85 with 4 (mean 3.34
@@ -562,7 +562,8 @@ Single runs with seed 0 on the 10,000 test images while choosing; the tables abo
     tiles) took the loss from 0.41 to 48 and more, and even 30 moved tiles could double it. Seed 0 kept
     8 of 9 rounds of 2 to 32 tiles, each lowering the loss by under 2%, and lost 1.02 points (against
     1.13 without); on seed 1 no round's moves lowered the loss, so nothing moved (1.17, as without).
-    Not kept (session 10's branch `experiment/pv-flips`).
+    Not kept; the code was not merged (about 50 lines in `calibrate._distill` and a tile-gradient hook in
+    `torchexec.StoredParams.weight`).
   - *Picking the plan by a short distillation* (with deterministic calibration): 200
     distillation steps ranked seed 0's and seed 1's least-damage plans as 3,500 steps did (logit error on the
     calibration images 0.173 against 0.206; after 3,500 steps, on 1,024 held-out training images, 0.124
