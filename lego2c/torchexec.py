@@ -173,7 +173,10 @@ def _weighted(ex: Executor, node: Node, x: torch.Tensor, w: torch.Tensor, b: tor
         strides, pads = _pads(node, ex, kernel)
         dil = _ints(node, "dilations", len(kernel), 1)
         conv = F.conv1d if len(kernel) == 1 else F.conv2d
-        return conv(F.pad(x, pads), w, b, strides, 0, dil, int(node.attrs.get("group", 1)))
+        group = int(node.attrs.get("group", 1))
+        if pads[0::2] == pads[1::2]:  # symmetric: the conv pads inside, without copying its input
+            return conv(x, w, b, strides, pads[-2::-2], dil, group)
+        return conv(F.pad(x, pads), w, b, strides, 0, dil, group)
     if node.op == "Gemm":
         y = x.reshape(out_shape[0], -1, w.shape[1]) @ w.T
         return (y if b is None else y + b).reshape(out_shape)
@@ -213,19 +216,7 @@ def _run(ex: Executor, node: Node, env: dict[str, torch.Tensor], batch: int) -> 
     if op == "PRelu":
         return torch.where(xs[0] >= 0, xs[0], xs[0] * xs[1])
     if op in ("MaxPool", "AveragePool"):
-        kernel = [int(k) for k in a["kernel_shape"]]
-        strides, pads = _pads(node, ex, kernel)
-        x = xs[0] if len(kernel) == 2 else xs[0][:, :, None, :]
-        k2, s2 = (kernel, strides) if len(kernel) == 2 else ([1, *kernel], [1, *strides])
-        p2 = pads if len(kernel) == 2 else [*pads, 0, 0]
-        if op == "MaxPool":
-            y = F.max_pool2d(F.pad(x, p2, value=-torch.inf), k2, s2)
-        elif int(a.get("count_include_pad", 0)):
-            y = F.avg_pool2d(F.pad(x, p2), k2, s2)
-        else:
-            ones = F.pad(torch.ones_like(x[:1, :1]), p2)
-            y = F.avg_pool2d(F.pad(x, p2), k2, s2) / F.avg_pool2d(ones, k2, s2)
-        return y.reshape(out_shape)
+        return _pool(node, xs[0], ex, out_shape).reshape(out_shape)
     if op in ("GlobalAveragePool", "GlobalMaxPool", "ReduceMean", "ReduceMax"):
         return _reduce(node, xs[0], ex).reshape(out_shape)
     if op in ("Reshape", "Flatten", "Squeeze", "Unsqueeze"):
@@ -239,6 +230,32 @@ def _run(ex: Executor, node: Node, env: dict[str, torch.Tensor], batch: int) -> 
     raise NotImplementedError(f"torch executor: {op}")  # ops.LOWERINGS and this list must stay in step
 
 
+def _pool(node: Node, x: torch.Tensor, ex: Executor, out_shape: tuple[int, ...]) -> torch.Tensor:
+    """MaxPool or AveragePool, 1-D as 2-D. With ceil_mode the last windows reach past the padding:
+    the far side is padded further, and an average divides by the elements it counts, as onnxruntime does."""
+    kernel = [int(k) for k in node.attrs["kernel_shape"]]
+    strides, pads = _pads(node, ex, kernel)
+    dil = _ints(node, "dilations", len(kernel), 1)
+    if len(kernel) == 1:
+        x, kernel, strides, dil, pads = x[:, :, None, :], [1, *kernel], [1, *strides], [1, *dil], [*pads, 0, 0]
+    out = out_shape[2:] if len(out_shape) == 4 else (1, *out_shape[2:])
+    left, right, top, bottom = pads
+    beyond = [0, max((out[1] - 1) * strides[1] + (kernel[1] - 1) * dil[1] + 1 - (x.shape[3] + left + right), 0),
+              0, max((out[0] - 1) * strides[0] + (kernel[0] - 1) * dil[0] + 1 - (x.shape[2] + top + bottom), 0)]
+    if node.op == "MaxPool":
+        return F.max_pool2d(F.pad(F.pad(x, pads, value=-torch.inf), beyond, value=-torch.inf), kernel, strides,
+                            dilation=dil)  # fmt: skip
+    if dil == [1, 1]:
+        def mean(t: torch.Tensor) -> torch.Tensor:
+            return F.avg_pool2d(t, kernel, strides)
+    else:
+        def mean(t: torch.Tensor) -> torch.Tensor:
+            taps = t.new_full((t.shape[1], 1, *kernel), 1 / (kernel[0] * kernel[1]))
+            return F.conv2d(t, taps, None, strides, 0, dil, t.shape[1])
+    counted = F.pad(torch.ones_like(x[:1, :1]), pads, value=float(node.attrs.get("count_include_pad", 0)))
+    return mean(F.pad(F.pad(x, pads), beyond)) / mean(F.pad(counted, beyond))
+
+
 def _unary(node: Node, xs: list[torch.Tensor], ex: Executor) -> torch.Tensor:
     from .ops import lower_unary
 
@@ -246,7 +263,8 @@ def _unary(node: Node, xs: list[torch.Tensor], ex: Executor) -> torch.Tensor:
     x, alpha, beta = xs[0], float(p["alpha"]), float(p["beta"])  # type: ignore[arg-type]
     return {
         "Relu": lambda: F.relu(x),
-        "Clip": lambda: x.clamp(alpha, beta),
+        # clamp's backward takes four passes over the tensor, hardtanh's one; min > max gives max, as in ONNX
+        "Clip": lambda: F.hardtanh(x, min(alpha, beta), beta),
         "LeakyRelu": lambda: F.leaky_relu(x, alpha),
         "Sigmoid": lambda: torch.sigmoid(x),
         "Tanh": lambda: torch.tanh(x),

@@ -181,6 +181,18 @@ def test_pool(case: str, tmp_path: Path) -> None:
     check(single_node_model(op, [1, 3, 11, 10], **attrs), tmp_path)
 
 
+MORE_POOLS = {
+    "avg_dilated_ceil": single_node_model("AveragePool", [1, 3, 11, 10], opset=19, kernel_shape=[2, 3],
+                                          strides=[2, 1], dilations=[2, 2], pads=[1, 0, 0, 2], ceil_mode=1),
+    "max_1d_ceil": single_node_model("MaxPool", [1, 3, 11], kernel_shape=[3], strides=[2], pads=[1, 1], ceil_mode=1),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", sorted(MORE_POOLS))
+def test_pool_dilated_or_1d(case: str, tmp_path: Path) -> None:
+    check(MORE_POOLS[case], tmp_path)
+
+
 @pytest.mark.parametrize("op", ["GlobalAveragePool", "GlobalMaxPool"])
 def test_global_pool(op: str, tmp_path: Path) -> None:
     check(single_node_model(op, [1, 5, 6, 7]), tmp_path)
@@ -259,3 +271,42 @@ def test_conv_with_residual_add_is_fused(plan: str, conv_first: bool, tmp_path: 
     check(finish(graph), tmp_path, plan)
     model_c = (tmp_path / "out" / "src" / "model.c").read_text()
     assert "Conv+Add conv" in model_c and "lego_binary_f32(" not in model_c
+
+
+TORCH_CASES = {
+    **{f"conv_{k}": single_node_model("Conv", c["in_shape"], {"W": w(*c["w"]), "B": w(c["w"][0])}, **c["attrs"])
+       for k, c in CONV_CASES.items()},
+    **{f"unary_{op}": single_node_model(op, [1, 3, 5, 7], consts, **attrs) for op, (attrs, consts) in UNARY_CASES.items()},
+    **{f"pool_{k}": single_node_model(op, [1, 3, 11, 10], **attrs) for k, (op, attrs) in POOL_CASES.items()},
+    "clip_min_only": single_node_model("Clip", [1, 2, 3, 3], {"min": np.array(0.1, np.float32)}),
+    **{f"pool_{k}": model for k, model in MORE_POOLS.items()},
+    "gemm": single_node_model("Gemm", [1, 13], {"B": w(7, 13), "C": w(7)}, transB=1, alpha=0.5, beta=2.0),
+    "matmul": single_node_model("MatMul", [2, 3, 12], {"W": w(12, 8)}),
+    "prelu": single_node_model("PRelu", [1, 4, 5, 5], {"slope": w(4, 1, 1)}),
+    "div_broadcast": single_node_model("Div", [1, 4, 5, 6], {"other": np.linspace(0.5, 2, 6, dtype=np.float32)}),
+    "global_max": single_node_model("GlobalMaxPool", [1, 5, 6, 7]),
+    "reduce_mean": single_node_model("ReduceMean", [1, 5, 6, 7], axes=[2, 3], keepdims=0),
+    "concat": single_node_model("Concat", [1, 3, 4, 5], {"other": w(1, 2, 4, 5)}, axis=1),
+    "pad": single_node_model("Pad", [1, 2, 4, 5], {"pads": np.array([0, 1, 2, 0, 0, 2, 1, 3], np.int64),
+                                                   "value": np.array(0.5, np.float32)}),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", sorted(TORCH_CASES))
+def test_torch_executor_against_onnxruntime(case: str, tmp_path: Path) -> None:
+    """Calibration's torch executor (lego2c/torchexec.py) computes each op as onnxruntime does."""
+    torch = pytest.importorskip("torch")
+    import onnxruntime as ort
+
+    from lego2c.frontend import load_model
+    from lego2c.torchexec import Executor
+
+    path = tmp_path / "m.onnx"
+    onnx.save(TORCH_CASES[case], str(path))
+    g = load_model(path)
+    x = RNG.standard_normal(g.shape(g.inputs[0])).astype(np.float32) * 2
+    want = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    with torch.no_grad():
+        got = Executor(g)(torch.from_numpy(x)).numpy()
+    assert got.shape == want.shape
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5 * np.abs(want).max())
