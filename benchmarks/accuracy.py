@@ -460,8 +460,10 @@ Single runs with seed 0 on the 10,000 test images while choosing; the tables abo
   k-means seeds 0 to 7, one ResNet-8 layer's damage ran from 1.4e-3 to 1.5e-2, while its own output error,
   ||X(W - W_hat)||^2 relative to ||XW||^2, stayed within 7% (1.23e-3 to 1.31e-3), and so did its weight
   error: what varies is the direction of the error in the layer's output, and how much of it the layers
-  after it carry to the logits. Without BatchNorm statistics, without torch, or above 20 M MACs per
-  inference (making the inputs would take minutes), the default is the uniform `safe` recipe and says why.
+  after it carry to the logits. Without BatchNorm statistics, without torch, or where making the inputs
+  would take over 6 minutes on 2 cores, the default is the uniform `safe` recipe and says why. That time
+  follows the activations' size more than the MACs (`search.synthesis_seconds`): the held-out
+  MobileNetV2-style model has fewer MACs than ResNet-8 and takes 4 times as long.
   Before any of this, per-layer plans with no data were tried with three damage estimates (relative weight
   error, BN-moment activation error, outputs on uniform noise inputs): each reached 9 to 10x on ResNet-8 but
   cost DS-CNN 1.3 to 2.4 points at 6.8 to 7x, because noise inputs and moment estimates ranked DS-CNN's

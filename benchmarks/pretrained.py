@@ -133,7 +133,7 @@ def _not_calibrated() -> np.ndarray:
 
 
 def default_options(g: Graph) -> DefaultPlan:
-    """What `lego2c build` does with no options, on a model `auto` cannot calibrate (at 385 M MACs)."""
+    """What `lego2c build` does with no options, on a model `auto` does not calibrate (too slow)."""
     return default_plan(g, SAFE, _not_calibrated, progress=False)
 
 
@@ -212,8 +212,8 @@ def main(argv: list[str] | None = None) -> int:
         "## What this shows",
         "",
         "- Every part of the compiler handles the real model from both exporters: the C matches onnxruntime.",
-        "- **Depth decides the default's K.** At 385 M MACs `auto` does not synthesise calibration inputs (that "
-        "would take most of an hour), so it falls back to the uniform `safe` recipe. At `safe`'s K=16 (about 4 bits "
+        "- **Depth decides the default's K.** `auto` does not synthesise calibration inputs for a model this big "
+        "(224x224 activations: well over an hour on 2 cores), so it falls back to the uniform `safe` recipe. At `safe`'s K=16 (about 4 bits "
         "per weight with no data), which keeps ResNet-8 and DS-CNN within half a point (docs/accuracy.md), "
         f"EfficientNet-Lite0 kept {results[SAFE_ROW]['agreement']:.0f}% of its top-1 picks: its 50 weighted layers add up their "
         f"errors, to a summed squared relative weight error of {defaults['legacy'].summed_error:.2f} against ResNet-8's 0.066. The default now "

@@ -199,11 +199,26 @@ def smallest_within(s: Sensitivity, limit: float) -> dict[str, Option]:
 # and checked on a held-out VGG-style model (docs/accuracy.md). Either limit alone lost accuracy on one of
 # them: the relative one on DS-CNN, whose uniform recipe already does 0.04 to 0.05, the absolute one on
 # the VGG, where 0.03 cost 0.8 points at 14.7x. The relative one also inherits the noise of one
-# measurement: the uniform recipe's damage on ResNet-8 varied twofold with the k-means seed. Making the
-# inputs costs about 8 s per million MACs here, hence AUTO_MAX_MACS.
+# measurement: the uniform recipe's damage on ResNet-8 varied twofold with the k-means seed.
 AUTO_DAMAGE = 0.03
 AUTO_SLACK = 1.5
-AUTO_MAX_MACS = 20_000_000
+
+# Making the inputs takes synthesize.STEPS forward and backward passes over 256 inputs. A pass took (2 cores,
+# AMD EPYC) 0.26 s on ResNet-8 (9.4 M MACs, 146 k activation values per input), 0.38 s on DS-CNN (3.8 M,
+# 228 k), 0.30 s on the held-out VGG (11.9 M, 131 k) and 1.04 s on the held-out MobileNetV2 (5.8 M, 557 k):
+# the activations' size, not the MACs, sets the pace. 3 ms per M MACs plus 1.8 ms per k values fits all four
+# within 12%. On a big model it overestimates: EfficientNet-Lite0 (385 M MACs, 224x224) is predicted at 124
+# minutes, and steps of 8 inputs extrapolate to about 80. Past AUTO_MAX_SECONDS the default does not make
+# them (each of the four above takes at most about 5 minutes).
+AUTO_MAX_SECONDS = 360
+
+
+def synthesis_seconds(g: Graph) -> float:
+    """Predicted seconds to make the default's synthetic inputs on 2 cores like the ones measured above."""
+    from .synthesize import STEPS
+
+    values = sum(g.tensors[name].size for n in g.nodes for name in n.outputs)
+    return STEPS * (3e-9 * dense_baseline(g).macs + 1.8e-6 * values)
 
 
 # The safe recipe's K=16 leaves each layer about 10% relative weight error, and the errors of many layers
@@ -240,10 +255,10 @@ def auto_obstacle(g: Graph) -> str | None:
         return "the model carries no BatchNorm statistics to make calibration inputs from"
     if importlib.util.find_spec("torch") is None:
         return "torch is not installed (pip install 'lego2c[calib]')"
-    macs = dense_baseline(g).macs
-    if macs > AUTO_MAX_MACS:
-        return (f"at {macs / 1e6:.0f} M MACs per inference, making calibration inputs would take over "
-                f"{AUTO_MAX_MACS * 8e-6 / 60:.0f} minutes (`--calib synthetic` does it anyway)")  # fmt: skip
+    seconds = synthesis_seconds(g)
+    if seconds > AUTO_MAX_SECONDS:
+        return (f"making calibration inputs for this model would take about {seconds / 60:.0f} minutes on 2 cores, "
+                f"over the {AUTO_MAX_SECONDS // 60} that the default spends (`--calib synthetic` does it anyway)")  # fmt: skip
     return None
 
 

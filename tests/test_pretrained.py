@@ -15,7 +15,7 @@ from benchmarks.pretrained import EXPECTED, SAFE, centre_crop, default_options, 
 from lego2c.build import build_host, compile_graph
 from lego2c.evaluate import evaluate, model_outputs
 from lego2c.frontend import load_model
-from lego2c.search import safe_for_depth
+from lego2c.search import AUTO_MAX_SECONDS, auto_obstacle, safe_for_depth, synthesis_seconds
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -58,3 +58,12 @@ def test_the_default_raises_k_for_a_deep_model_and_keeps_its_predictions(exports
     # docs/pretrained.md, 300 crops: 93.7% at 4.79x against 57.3% at 6.12x for K=16
     assert deep.agreement >= 88.0 and deep.honest_ratio >= 4.5, deep
     assert flat.agreement <= deep.agreement - 20, flat
+
+
+def test_the_default_calibrates_small_models_but_not_this_one(exports: dict[str, Path]) -> None:
+    for name in ("resnet8_fmnist", "dscnn_fmnist", "digits_cnn"):  # their documented default figures are calibrated
+        assert auto_obstacle(load_model(ROOT / "models" / f"{name}.onnx")) is None, name
+    g = load_model(exports["legacy"])
+    assert synthesis_seconds(g) > 10 * AUTO_MAX_SECONDS
+    why = auto_obstacle(g)
+    assert why is not None and "minutes on 2 cores" in why and "--calib synthetic" in why
