@@ -1,11 +1,11 @@
 """The default on models nothing in lego2c was tuned on: held-out architectures, and another exporter.
 
-    python -m benchmarks.heldout --markdown docs/heldout.md   # about 45 minutes on 2 cores, 10 of them training
+    python -m benchmarks.heldout --markdown docs/heldout.md   # time: see docs/heldout.md
 
-The reference models (ResNet-8, DS-CNN, the digits CNN) set the default's rule. This trains two
-more on Fashion-MNIST from seed 0 (`scripts/train.py vgg-fmnist` and `mbv2-fmnist`, 3 epochs each),
-exports them with the legacy exporter (BatchNorm kept) and the MobileNetV2 also with the dynamo
-exporter (BatchNorm folded), and runs what a user runs: `lego2c eval MODEL --dataset fashion-mnist`
+The reference models (ResNet-8, DS-CNN, the digits CNN) set the default's rule. This trains four
+more on Fashion-MNIST from seed 0 (`scripts/train.py vgg-fmnist`, `mbv2-fmnist`, `mlp-fmnist` and
+`conv1d-fmnist`, 3 epochs each), exports them with the legacy exporter (BatchNorm kept) and the
+MobileNetV2 also with the dynamo exporter (BatchNorm folded), and runs what a user runs: `lego2c eval MODEL --dataset fashion-mnist`
 with no compression options, on each seed, and `--recipe safe` beside it. The trained files are kept
 in `--dir` and reused.
 """
@@ -48,6 +48,8 @@ CASES = (
     Case("VGG-style (5 conv, max-pooling, 2 dense)", "vgg-fmnist", False),
     Case("MobileNetV2-style (inverted residuals, ReLU6)", "mbv2-fmnist", False),
     Case("the same MobileNetV2, dynamo export (BatchNorm folded)", "mbv2-fmnist", True),
+    Case("MLP (3 dense layers with BatchNorm)", "mlp-fmnist", False),
+    Case("1-D convs (rows as channels, columns as steps)", "conv1d-fmnist", False),
 )
 
 

@@ -105,6 +105,35 @@ class MobileNetV2Style(nn.Sequential):
         )  # fmt: skip
 
 
+class MLPStyle(nn.Sequential):
+    """Dense layers only, each but the last followed by BatchNorm: the layers STM32Cube.AI's codebooks compress."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            nn.Flatten(), nn.Linear(28 * 28, 256), nn.BatchNorm1d(256), nn.ReLU(),
+            nn.Linear(256, 128), nn.BatchNorm1d(128), nn.ReLU(), nn.Linear(128, 10),
+        )  # fmt: skip
+
+
+def conv1d_bn_relu(cin: int, cout: int) -> nn.Sequential:
+    return nn.Sequential(nn.Conv1d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm1d(cout), nn.ReLU())
+
+
+class Conv1dStyle(nn.Module):
+    """The image as a sequence: 28 channels (its rows) along 28 steps (its columns), through 1-D convs with
+    max-pooling and global average pooling, the shape of a small sensor or keyword-spotting model."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            conv1d_bn_relu(28, 64), conv1d_bn_relu(64, 64), nn.MaxPool1d(2),
+            conv1d_bn_relu(64, 96), conv1d_bn_relu(96, 96), nn.AdaptiveAvgPool1d(1), nn.Flatten(), nn.Linear(96, 10),
+        )  # fmt: skip
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x.flatten(1, 2))
+
+
 @dataclass(frozen=True)
 class Recipe:
     build: Callable[[], nn.Module]
@@ -130,6 +159,8 @@ RECIPES: dict[str, Recipe] = {
     # Held out (benchmarks/heldout.py): not committed, and nothing in lego2c was tuned on them.
     "vgg-fmnist": Recipe(VGGStyle, "fashion-mnist", 3, 128, 0.1, True, "vgg_fmnist.onnx"),
     "mbv2-fmnist": Recipe(MobileNetV2Style, "fashion-mnist", 3, 128, 0.1, True, "mbv2_fmnist.onnx"),
+    "mlp-fmnist": Recipe(MLPStyle, "fashion-mnist", 3, 128, 0.1, True, "mlp_fmnist.onnx"),
+    "conv1d-fmnist": Recipe(Conv1dStyle, "fashion-mnist", 3, 128, 0.1, True, "conv1d_fmnist.onnx"),
 }
 
 
