@@ -50,6 +50,11 @@ def _spatial(g: Graph, name: str) -> tuple[int, int, int]:
     raise Unsupported(f"expects a batch-1 NCHW or NCW tensor, got shape {list(s)}")
 
 
+def overhang(out: int, stride: int, kernel: int, dil: int, size: int) -> int:
+    """How far `out` windows reach past `size` input elements (0 if they fit): the padding they need."""
+    return max((out - 1) * stride + (kernel - 1) * dil + 1 - size, 0)
+
+
 def _pads_2d(node: Node, g: Graph, kernel: list[int], strides: list[int], dil: list[int]) -> list[int]:
     """[top, left, bottom, right] for 1-D or 2-D, resolving auto_pad from the shapes."""
     nsp = len(kernel)
@@ -61,7 +66,7 @@ def _pads_2d(node: Node, g: Graph, kernel: list[int], strides: list[int], dil: l
         outs = g.shape(node.outputs[0])[2:]
         begin, end = [], []
         for i in range(nsp):
-            total = max((outs[i] - 1) * strides[i] + (kernel[i] - 1) * dil[i] + 1 - ins[i], 0)
+            total = overhang(outs[i], strides[i], kernel[i], dil[i], ins[i])
             lo = total // 2 if auto == "SAME_UPPER" else total - total // 2
             begin.append(lo)
             end.append(total - lo)

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 
 from .compress import CompressedModel, _untile, weighted_nodes
 from .ir import Graph, Node
-from .ops import UNARY
+from .ops import UNARY, _pads_2d, lower_global_pool, lower_pad, lower_reduce, lower_unary, overhang
 
 Hook = Callable[[Node, torch.Tensor], torch.Tensor]
 
@@ -194,8 +194,6 @@ def _ints(node: Node, key: str, n: int, default: int) -> list[int]:
 
 def _pads(node: Node, ex: Executor, kernel: list[int]) -> tuple[list[int], list[int]]:
     """(strides, F.pad order pads) of a 1-D or 2-D window op; auto_pad resolved as ops._pads_2d does."""
-    from .ops import _pads_2d
-
     nsp = len(kernel)
     strides = _ints(node, "strides", nsp, 1)
     dil = _ints(node, "dilations", nsp, 1)
@@ -240,8 +238,8 @@ def _pool(node: Node, x: torch.Tensor, ex: Executor, out_shape: tuple[int, ...])
         x, kernel, strides, dil, pads = x[:, :, None, :], [1, *kernel], [1, *strides], [1, *dil], [*pads, 0, 0]
     out = out_shape[2:] if len(out_shape) == 4 else (1, *out_shape[2:])
     left, right, top, bottom = pads
-    beyond = [0, max((out[1] - 1) * strides[1] + (kernel[1] - 1) * dil[1] + 1 - (x.shape[3] + left + right), 0),
-              0, max((out[0] - 1) * strides[0] + (kernel[0] - 1) * dil[0] + 1 - (x.shape[2] + top + bottom), 0)]
+    beyond = [0, overhang(out[1], strides[1], kernel[1], dil[1], x.shape[3] + left + right),
+              0, overhang(out[0], strides[0], kernel[0], dil[0], x.shape[2] + top + bottom)]
     if node.op == "MaxPool":
         return F.max_pool2d(F.pad(F.pad(x, pads, value=-torch.inf), beyond, value=-torch.inf), kernel, strides,
                             dilation=dil)  # fmt: skip
@@ -257,8 +255,6 @@ def _pool(node: Node, x: torch.Tensor, ex: Executor, out_shape: tuple[int, ...])
 
 
 def _unary(node: Node, xs: list[torch.Tensor], ex: Executor) -> torch.Tensor:
-    from .ops import lower_unary
-
     p = lower_unary(node, ex.g).params  # the kernel's own reading of Clip bounds and alphas
     x, alpha, beta = xs[0], float(p["alpha"]), float(p["beta"])  # type: ignore[arg-type]
     return {
@@ -274,8 +270,6 @@ def _unary(node: Node, xs: list[torch.Tensor], ex: Executor) -> torch.Tensor:
 
 
 def _reduce(node: Node, x: torch.Tensor, ex: Executor) -> torch.Tensor:
-    from .ops import lower_global_pool, lower_reduce
-
     lowering = lower_reduce if node.op.startswith("Reduce") else lower_global_pool
     p = lowering(node, ex.g).params  # (outer, reduce, inner) over the batch-1 shape
     outer, red, inner = int(p["outer"]), int(p["reduce"]), int(p["inner"])  # type: ignore[arg-type]
@@ -284,8 +278,6 @@ def _reduce(node: Node, x: torch.Tensor, ex: Executor) -> torch.Tensor:
 
 
 def _pad(node: Node, x: torch.Tensor, ex: Executor, out_shape: tuple[int, ...]) -> torch.Tensor:
-    from .ops import lower_pad
-
     p = lower_pad(node, ex.g).params
     begin = [int(v) for v in p["pad_begin"]]  # type: ignore[union-attr]
     pads: list[int] = []

@@ -155,13 +155,18 @@ def test_clip_opset6_attributes(tmp_path: Path) -> None:
     check(single_node_model("Clip", [1, 3, 5, 7], opset=9, min=0.0, max=6.0), tmp_path)
 
 
-def test_relu6_min_only(tmp_path: Path) -> None:
-    model = single_node_model("Clip", [1, 2, 3, 3], {"min": np.array(0.1, np.float32)})
-    check(model, tmp_path)
+# Single-node models that both the C kernels and the torch executor below are checked on.
+OTHER_CASES = {
+    "clip_min_only": single_node_model("Clip", [1, 2, 3, 3], {"min": np.array(0.1, np.float32)}),
+    "prelu": single_node_model("PRelu", [1, 4, 5, 5], {"slope": w(4, 1, 1)}),
+    "pad": single_node_model("Pad", [1, 2, 4, 5], {"pads": np.array([0, 1, 2, 0, 0, 2, 1, 3], np.int64),
+                                                   "value": np.array(0.5, np.float32)}),
+}  # fmt: skip
 
 
-def test_prelu(tmp_path: Path) -> None:
-    check(single_node_model("PRelu", [1, 4, 5, 5], {"slope": w(4, 1, 1)}), tmp_path)
+@pytest.mark.parametrize("case", sorted(OTHER_CASES))
+def test_other_single_node(case: str, tmp_path: Path) -> None:
+    check(OTHER_CASES[case], tmp_path)
 
 
 POOL_CASES = {
@@ -226,11 +231,6 @@ def test_concat(axis: int, tmp_path: Path) -> None:
     check(single_node_model("Concat", shape, {"other": w(*other_shape)}, axis=axis), tmp_path)
 
 
-def test_pad_constant(tmp_path: Path) -> None:
-    consts = {"pads": np.array([0, 1, 2, 0, 0, 2, 1, 3], np.int64), "value": np.array(0.5, np.float32)}
-    check(single_node_model("Pad", [1, 2, 4, 5], consts), tmp_path)
-
-
 def test_pad_opset2_attribute(tmp_path: Path) -> None:
     check(single_node_model("Pad", [1, 2, 4, 5], opset=10, pads=[0, 0, 1, 1, 0, 0, 2, 0], value=-1.0), tmp_path)
 
@@ -278,17 +278,14 @@ TORCH_CASES = {
        for k, c in CONV_CASES.items()},
     **{f"unary_{op}": single_node_model(op, [1, 3, 5, 7], consts, **attrs) for op, (attrs, consts) in UNARY_CASES.items()},
     **{f"pool_{k}": single_node_model(op, [1, 3, 11, 10], **attrs) for k, (op, attrs) in POOL_CASES.items()},
-    "clip_min_only": single_node_model("Clip", [1, 2, 3, 3], {"min": np.array(0.1, np.float32)}),
     **{f"pool_{k}": model for k, model in MORE_POOLS.items()},
+    **OTHER_CASES,
     "gemm": single_node_model("Gemm", [1, 13], {"B": w(7, 13), "C": w(7)}, transB=1, alpha=0.5, beta=2.0),
     "matmul": single_node_model("MatMul", [2, 3, 12], {"W": w(12, 8)}),
-    "prelu": single_node_model("PRelu", [1, 4, 5, 5], {"slope": w(4, 1, 1)}),
     "div_broadcast": single_node_model("Div", [1, 4, 5, 6], {"other": np.linspace(0.5, 2, 6, dtype=np.float32)}),
     "global_max": single_node_model("GlobalMaxPool", [1, 5, 6, 7]),
     "reduce_mean": single_node_model("ReduceMean", [1, 5, 6, 7], axes=[2, 3], keepdims=0),
     "concat": single_node_model("Concat", [1, 3, 4, 5], {"other": w(1, 2, 4, 5)}, axis=1),
-    "pad": single_node_model("Pad", [1, 2, 4, 5], {"pads": np.array([0, 1, 2, 0, 0, 2, 1, 3], np.int64),
-                                                   "value": np.array(0.5, np.float32)}),
 }  # fmt: skip
 
 
