@@ -449,8 +449,9 @@ Single runs with seed 0 on the 10,000 test images while choosing; the tables abo
     the three models' chosen plans did about the same damage (0.011 to 0.013, about 40% of the synthetic
     figure for each), so the same damage simply costs this model more top-1. With both limits (1.5 times
     binds there) the VGG lost 0.32 and 0.35 points at 11.7x and 11.9x (seeds 0, 1). That VGG's script was
-    not kept; `python -m benchmarks.heldout` (docs/heldout.md) now trains a new VGG-style model and a
-    MobileNetV2-style one, which had no part in the rule, and checks the default on both.
+    not kept; `python -m benchmarks.heldout` (docs/heldout.md) now trains a new VGG-style model, a
+    MobileNetV2-style one, an MLP and a 1-D conv model, which had no part in the rule, and checks the
+    default on each.
   - Other limits, for the record: 0.02 alone gives ResNet-8 8.9x to 9.5x and DS-CNN 5.5x to 6.3x; 0.04 gives
     11.5x to 13.2x and 6.8x to 7.1x.
   The smaller of the two limits binds on DS-CNN (0.03), on ResNet-8 for seed 0 (0.03) and seeds 1 and 2 (1.5

@@ -5,9 +5,9 @@
 The reference models (ResNet-8, DS-CNN, the digits CNN) set the default's rule. This trains four
 more on Fashion-MNIST from seed 0 (`scripts/train.py vgg-fmnist`, `mbv2-fmnist`, `mlp-fmnist` and
 `conv1d-fmnist`, 3 epochs each), exports them with the legacy exporter (BatchNorm kept) and the
-MobileNetV2 also with the dynamo exporter (BatchNorm folded), and runs what a user runs: `lego2c eval MODEL --dataset fashion-mnist`
-with no compression options, on each seed, and `--recipe safe` beside it. The trained files are kept
-in `--dir` and reused.
+MobileNetV2 also with the dynamo exporter (BatchNorm folded), and runs what a user runs:
+`lego2c eval MODEL --dataset fashion-mnist` with no compression options, on each seed, and
+`--recipe safe` beside it. The trained files are kept in `--dir` and reused.
 """
 
 from __future__ import annotations
