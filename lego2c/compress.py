@@ -31,6 +31,7 @@ WEIGHTED_OPS = ("Conv", "Gemm", "MatMul")
 FIT_SAMPLE = 65536  # k-means is fitted on at most this many tiles, then every tile is assigned
 ASSIGN_CHUNK = 65536
 DTYPES = {"f32": np.float32, "f16": np.float16, "i8": np.int8}
+F16_MAX = float(np.finfo(np.float16).max)
 DTYPE_BYTES = {"f32": 4, "f16": 2, "i8": 1}
 STORED = ("f32", "f16", "i8")  # storage types of codebooks, scales and biases
 MIN_SCALE_CODE = 16  # int8 scales: a layer whose smallest scale would take fewer codes keeps fp16 (`_side_dtype`)
@@ -267,17 +268,22 @@ def stored_scales(x: np.ndarray, dtype: str) -> np.ndarray:
     return (np.clip(np.ceil(x / unit), 1, 127) * unit).astype(np.float32)  # up: int8 values never clip
 
 
-def _side_dtype(channel_max: np.ndarray, requested: str) -> str:
-    """The storage of one layer's scales and biases: int8 only where every channel's scale keeps MIN_SCALE_CODE codes.
-
-    Scales only normalise before clustering, so they round up; but a channel whose scale rounds from
-    0.3 codes to 1 is no longer normalised, and its weights see a fraction of the codebook. DS-CNN's
-    first depthwise layer spans 100x across channels: int8 there cost 0.3 points (docs/accuracy.md).
+def _side_dtype(channel_max: np.ndarray | None, bias: np.ndarray | None, requested: str) -> str:
+    """The storage of one layer's scales (`channel_max`, None for a layer without) and biases: the requested
+    one, widened where the values need it. int8 only where every channel's scale keeps MIN_SCALE_CODE codes:
+    scales only normalise before clustering, so they round up; but a channel whose scale rounds from 0.3
+    codes to 1 is no longer normalised, and its weights see a fraction of the codebook (DS-CNN's first
+    depthwise layer spans 100x across channels: int8 there cost 0.3 points, docs/accuracy.md). float16
+    only where every value is within its range.
     """
-    if requested != "i8" or not np.any(channel_max > 0):
-        return requested
-    codes = stored_scales(channel_max, "i8") / _unit(channel_max)
-    return "i8" if codes.min() >= MIN_SCALE_CODE else "f16"
+    dtype = requested
+    if requested == "i8" and channel_max is not None and np.any(channel_max > 0):
+        codes = stored_scales(channel_max, "i8") / _unit(channel_max)
+        dtype = "i8" if codes.min() >= MIN_SCALE_CODE else "f16"
+    values = [a for a in (channel_max, bias) if a is not None and a.size]
+    if dtype == "f16" and values and max(float(np.abs(a).max()) for a in values) > F16_MAX:
+        return "f32"
+    return dtype
 
 
 def stored_bytes(n: int, dtype: str) -> int:
@@ -326,7 +332,16 @@ def _dense(lw: LayerWeights, m: np.ndarray, dtype: str, side_dtype: str) -> None
         codes, lw.scale = integer_weights(m, 8, side_dtype)
         lw.values = codes.astype(np.int8)
     else:
+        _refuse_f16_overflow(m, dtype, f"layer '{lw.node}'", "--protect-dtype i8 or f32")
         lw.values = m.astype(DTYPES[dtype])
+
+
+def _refuse_f16_overflow(values: np.ndarray, dtype: str, what: str, instead: str) -> None:
+    """float16 turns values past its range into Inf: say so rather than store them."""
+    top = float(np.abs(values).max()) if values.size else 0.0
+    if dtype == "f16" and top > F16_MAX:
+        raise UsageError(f"{what} holds values up to {top:.3g}, beyond float16's range ({F16_MAX:,.0f})",
+                         hint=f"store it with {instead}")
 
 
 def compress(g: Graph, opts: CompressOptions, progress: bool = True) -> CompressedModel:
@@ -349,7 +364,7 @@ def compress(g: Graph, opts: CompressOptions, progress: bool = True) -> Compress
             continue
         scaled = plan.storage == "i8" or (plan.storage == "tiled" and plan.channel_scales)
         channel_max = np.abs(m).max(axis=1)
-        side = _side_dtype(channel_max, opts.side_dtype) if scaled else opts.side_dtype
+        side = _side_dtype(channel_max if scaled else None, bias, opts.side_dtype)
         lw.bias = None if bias is None else as_stored(bias, side)
         if plan.storage != "tiled":
             _dense(lw, m, plan.storage, side)
@@ -371,6 +386,8 @@ def compress(g: Graph, opts: CompressOptions, progress: bool = True) -> Compress
         k, tile = plans[members[0][0].node].k, members[0][0].tile
         all_tiles = np.concatenate([t for _, t in members])
         centroids, labels = _cluster(all_tiles, k, opts.seed, progress, f"[{i + 1}/{len(groups)}] {name}")
+        _refuse_f16_overflow(centroids, opts.codebook_dtype, f"codebook '{name}'",
+                             "--channel-scales (which normalise it) or --codebook-dtype f32")
         cb = Codebook(name, tile, as_stored(centroids, opts.codebook_dtype), opts.codebook_dtype)
         result.codebooks[name] = cb
         start = 0

@@ -26,6 +26,7 @@ from .ir import Graph, Node, Tensor
 MIN_OPSET = 7
 MAX_OPSET = onnx.defs.onnx_opset_version()
 DROPPED_OPS = {"Identity", "Dropout"}
+SQUARE_MAX = math.sqrt(float(np.finfo(np.float32).max))  # about 1.8e19
 # Elements per tensor: far beyond any microcontroller's memory, and a bound on what constant
 # folding and data propagation may materialise while simplifying the model.
 MAX_ELEMENTS = 1 << 26
@@ -52,7 +53,7 @@ def load_model(path: str | Path, input_shape: list[int] | None = None) -> Graph:
     _simplify(graph)
     graph.bn_stats = {t: v for t, v in bn_stats.items() if t in graph.tensors}
     _check_io(graph)
-    _refuse_nonfinite_weights(graph)
+    _refuse_unusable_weights(graph)
     problems = ops.unsupported_nodes(graph)
     if problems:
         lines = [f"{op}: {', '.join(nodes)}" for op, nodes in sorted(problems.items())]
@@ -334,12 +335,20 @@ def _check_io(g: Graph) -> None:
         raise UnsupportedModelError("the model's output does not depend on its input: nothing to compile")
 
 
-def _refuse_nonfinite_weights(g: Graph) -> None:
-    """NaN or Inf in a weight (often from folding a BN with a negative variance) cannot be clustered."""
+def _refuse_unusable_weights(g: Graph) -> None:
+    """NaN or Inf in a weight (often from folding a BN with a negative variance) cannot be clustered, nor can
+    values whose squares overflow float32: clustering and its error measures sum squares."""
     for n in g.nodes:
         w = g.const(n.inputs[1]) if n.op in ("Conv", "Gemm", "MatMul") and len(n.inputs) > 1 else None
-        if w is not None and w.dtype.kind == "f" and not np.isfinite(w).all():
+        if w is None or w.dtype.kind != "f" or not w.size:
+            continue
+        if not np.isfinite(w).all():
             raise UnsupportedModelError(f"{n.op} '{n.name}': the weight holds NaN or Inf values")
+        top = float(np.abs(w).max())
+        if top > SQUARE_MAX:
+            raise UnsupportedModelError(f"{n.op} '{n.name}': the weight holds values up to {top:.3g}, whose squares "
+                                        "overflow float32", hint="a trained model's weights are nowhere near this: "
+                                        "check the export against the framework's own outputs")  # fmt: skip
 
 
 def _rename_uses(g: Graph, old: str, new: str) -> None:

@@ -108,6 +108,48 @@ def test_several_inputs(tmp_path: Path) -> None:
     fails(lego2c("inspect", path), UnsupportedModelError.exit_code, "2 inputs")
 
 
+def _gemm(tmp_path: Path, w: np.ndarray, b: np.ndarray) -> Path:
+    """x (1, in) -> Gemm with weight (out, in) and bias (out)."""
+    from onnx import numpy_helper
+
+    graph = helper.make_graph([helper.make_node("Gemm", ["x", "W", "B"], ["y"], transB=1)], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, w.shape[1]])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, w.shape[0]])],
+                              [numpy_helper.from_array(w, "W"), numpy_helper.from_array(b, "B")])  # fmt: skip
+    path = tmp_path / "gemm.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    return path
+
+
+def test_weights_whose_squares_overflow_are_refused(tmp_path: Path) -> None:
+    w = np.ones((4, 8), np.float32)
+    w[2, 3] = 1e20
+    fails(lego2c("compress", _gemm(tmp_path, w, np.zeros(4, np.float32)), "-o", tmp_path / "c.onnx"),
+          UnsupportedModelError.exit_code, "up to 1e+20", "overflow float32")  # fmt: skip
+
+
+def test_scales_and_biases_beyond_float16_are_stored_wider(tmp_path: Path) -> None:
+    """Channels spanning 1000x keep float16 scales and biases rather than int8 (MIN_SCALE_CODE); a bias past
+    float16's range then needs float32, not Inf."""
+    from lego2c.verify import run_onnx
+
+    rng = np.random.default_rng(0)
+    w = (rng.standard_normal((4, 8)) * np.array([[1e-3], [1], [1], [1]])).astype(np.float32)
+    path = _gemm(tmp_path, w, np.array([0, 1e5, -3e5, 2], np.float32))
+    out = tmp_path / "c.onnx"
+    assert lego2c("compress", path, "--recipe", "safe", "-o", out).returncode == 0
+    x = rng.standard_normal((1, 8)).astype(np.float32)
+    want, got = run_onnx(path, x), run_onnx(out, x)
+    np.testing.assert_allclose(got, want, rtol=1e-3, atol=0.05)  # int8 weights: each product within 1/254 of |w|
+
+
+def test_float16_codebooks_that_would_overflow_are_refused(tmp_path: Path) -> None:
+    w = np.random.default_rng(0).standard_normal((4, 8)).astype(np.float32) * 1e5
+    fails(lego2c("compress", _gemm(tmp_path, w, np.zeros(4, np.float32)), "--recipe", "legonet", "-K", "4",
+                 "-b", "1", "--codebook-dtype", "f16", "-o", tmp_path / "c.onnx"),
+          UsageError.exit_code, "codebook 'global'", "beyond float16's range", "--channel-scales")  # fmt: skip
+
+
 @pytest.mark.parametrize(
     "args, needle",
     [(["-K", "1"], "-K 1"), (["-K", "abc"], "invalid int"), (["-b", "9"], "tile 9x9"), (["-b", "2x"], "tile shape"),
