@@ -226,7 +226,7 @@ def measure_all(seeds: int) -> dict:  # type: ignore[type-arg]
     out["digits"] = [run_case(digits, c, seeds, xd, yd) for c in (AUTO_CASE, Case(f"`--recipe {DEFAULT_RECIPE}`", DEFAULT))]
     print("sweeps, and lego2c at the size of each uniform quantisation", flush=True)
     for name, model in (("resnet8", resnet), ("dscnn", dscnn)):
-        sweep = run_sweep(model, x, y, None, progress=False)
+        sweep = run_sweep(load_model(model), model, x, y, None, progress=False)
         out[f"{name}_sweep"] = [p.as_dict() for p in sweep]
         out[f"{name}_same_size"] = [run_case(model, c, seeds, x, y) for c in same_size_cases(sweep)]
     out["minutes"] = (time.time() - started) / 60

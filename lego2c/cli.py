@@ -64,9 +64,15 @@ def _shape(text: str) -> list[int]:
     return dims
 
 
-def _add_model_args(p: argparse.ArgumentParser) -> None:
+def _add_source_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", type=Path, help="ONNX model file")
     p.add_argument("--input-shape", type=_shape, metavar="DIMS", help="static input shape, e.g. 1,3,32,32")
+    p.add_argument("--output-name", metavar="TENSOR", help="the one tensor to compute (a graph output or any node's "
+                   "output): for models with several outputs, or post-processing such as ArgMax after the logits")
+
+
+def _add_model_args(p: argparse.ArgumentParser) -> None:
+    _add_source_args(p)
     g = p.add_argument_group("compression (LegoNet block clustering); options override the recipe")
     g.add_argument("--recipe", choices=[AUTO, *sorted(RECIPES)], default=AUTO,
                    help=f"a named set of the options below. Default {AUTO}: the {DEFAULT_RECIPE} recipe; on a model with "
@@ -148,8 +154,7 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--limit", type=int, metavar="N", help="evaluate the first N examples only")
 
     s = sub.add_parser("sweep", help="top-1 against honest ratio over tile shapes and K, beside int8/int4/int3")
-    s.add_argument("model", type=Path, help="ONNX model file")
-    s.add_argument("--input-shape", type=_shape, metavar="DIMS", help="static input shape, e.g. 1,3,32,32")
+    _add_source_args(s)
     s.add_argument("--dataset", required=True, metavar="NAME|FILE.npz", help="labeled evaluation data")
     s.add_argument("--limit", type=int, metavar="N", help="evaluate the first N examples only")
     s.add_argument("--seed", type=int, default=0, help="k-means seed (default 0)")
@@ -185,7 +190,7 @@ def _compile(a: argparse.Namespace, graph: Graph | None = None) -> Compiled:
     opts = _options(a)
     opts.validate()
     progress = console.is_terminal
-    graph = load_model(a.model, a.input_shape) if graph is None else graph
+    graph = load_model(a.model, a.input_shape, a.output_name) if graph is None else graph
     calib = _calibration_inputs(a, graph, progress) if a.calib else None
     if a.plan:
         opts = replace(opts, plans=load_plan(a.plan))
@@ -265,7 +270,7 @@ def cmd_eval(a: argparse.Namespace) -> int:
     x, y = _data(a.dataset, "--dataset", a.split)
     if a.limit is not None:
         x, y = x[: a.limit], None if y is None else y[: a.limit]
-    graph = load_model(a.model, a.input_shape)
+    graph = load_model(a.model, a.input_shape, a.output_name)
     check_inputs(graph, x)  # before compression, which may take minutes
     c = _compile(a, graph)
     e = evaluate(c, x, y, progress=console.is_terminal)
@@ -284,7 +289,8 @@ def cmd_sweep(a: argparse.Namespace) -> int:
         raise UsageError(f"--dataset {a.dataset} has no labels ('y')", hint="a sweep plots top-1: it needs labels")
     if a.limit is not None:
         x, y = x[: a.limit], y[: a.limit]
-    points = run_sweep(a.model, x, y, a.output, a.input_shape, a.seed, progress=console.is_terminal)
+    graph = load_model(a.model, a.input_shape, a.output_name)
+    points = run_sweep(graph, a.model, x, y, a.output, a.seed, progress=console.is_terminal)
     console.print(sweep_table(points, f"{a.model.name}: top-1 against honest ratio ({len(x):,} examples)"))
     console.print(f"wrote {a.output}")
     if a.json:

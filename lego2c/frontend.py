@@ -32,14 +32,17 @@ SQUARE_MAX = math.sqrt(float(np.finfo(np.float32).max))  # about 1.8e19
 MAX_ELEMENTS = 1 << 26
 
 
-def load_model(path: str | Path, input_shape: list[int] | None = None) -> Graph:
-    """Read, check and simplify an ONNX file into the IR."""
+def load_model(path: str | Path, input_shape: list[int] | None = None, output: str | None = None) -> Graph:
+    """Read, check and simplify an ONNX file into the IR; `output` names the one tensor to compute, when the
+    model has several outputs or ends in post-processing that has no place on the device."""
     model = _read(Path(path))
     _check_opset(model)
     try:
         model = onnx.inliner.inline_local_functions(model)
     except onnx.checker.ValidationError as e:  # e.g. functions that call themselves
         raise UnsupportedModelError(f"the model's ONNX functions cannot be inlined: {_first_line(e)}") from None
+    if output is not None:
+        _select_output(model, output)
     _refuse_bad_dtypes(model)
     _pin_input_shape(model, input_shape)
     _refuse_huge_tensors(model)
@@ -52,6 +55,7 @@ def load_model(path: str | Path, input_shape: list[int] | None = None) -> Graph:
     graph = _to_ir(model)
     _simplify(graph)
     graph.bn_stats = {t: v for t, v in bn_stats.items() if t in graph.tensors}
+    graph.chosen_output = output
     _check_io(graph)
     _refuse_unusable_weights(graph)
     problems = ops.unsupported_nodes(graph)
@@ -170,6 +174,17 @@ def _dtype_name(data_type: int) -> str:
     return onnx.TensorProto.DataType.Name(data_type)
 
 
+def _select_output(model: onnx.ModelProto, name: str) -> None:
+    """Make `name`, a graph output or any tensor a node computes, the only output; onnxslim then drops
+    the nodes it does not need."""
+    outputs = [o for o in model.graph.output if o.name == name]
+    if not outputs and name not in {t for n in model.graph.node for t in n.output}:
+        raise UsageError(f"--output-name {name}: no node computes a tensor of that name",
+                         hint="the model's outputs: " + ", ".join(o.name for o in model.graph.output))  # fmt: skip
+    del model.graph.output[:]
+    model.graph.output.extend(outputs or [helper.make_empty_tensor_value_info(name)])
+
+
 def _pin_input_shape(model: onnx.ModelProto, input_shape: list[int] | None) -> None:
     """Make the graph input static: batch -> 1, other symbolic dims from --input-shape."""
     inits = {i.name for i in model.graph.initializer}
@@ -181,7 +196,8 @@ def _pin_input_shape(model: onnx.ModelProto, input_shape: list[int] | None) -> N
     outputs = model.graph.output
     if len(outputs) != 1:
         raise UnsupportedModelError(
-            f"the model has {len(outputs)} outputs ({', '.join(v.name for v in outputs)}); lego2c supports one"
+            f"the model has {len(outputs)} outputs ({', '.join(v.name for v in outputs)}); lego2c supports one",
+            hint="choose the one to compute with --output-name NAME",
         )
     dims = inputs[0].type.tensor_type.shape.dim
     if input_shape is not None:

@@ -50,6 +50,7 @@ class Graph:
     # Per-channel (mean, std) of tensors a BatchNorm produced: its shift and |scale|, which folding
     # would otherwise lose. Data-free bias correction estimates the layers' mean inputs from them.
     bn_stats: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    chosen_output: str | None = None  # `--output-name`: the file's own outputs are not what is computed
 
     def const(self, name: str) -> np.ndarray | None:
         t = self.tensors.get(name)

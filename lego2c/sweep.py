@@ -16,11 +16,10 @@ import numpy as np
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from .build import compile_model
+from .build import compile_graph
 from .compress import (RECIPES, CompressOptions, as_stored, bias_of, from_matrix, integer_weights, stored_bytes,
                        weight_matrix, weighted_nodes)
 from .evaluate import Runner, batched, check_inputs
-from .frontend import load_model
 from .ir import Graph
 from .search import dense_baseline
 from .report import sizes
@@ -71,9 +70,9 @@ def uniform_weights(g: Graph, bits: int, protect_first_last: bool,
     return weights, nbytes + fixed_bytes
 
 
-def run_sweep(model: Path, x: np.ndarray, y: np.ndarray, plot: Path | None, input_shape: list[int] | None = None,
-              seed: int = 0, progress: bool = True) -> list[Point]:  # fmt: skip
-    g = load_model(model, input_shape)
+def run_sweep(g: Graph, model: Path, x: np.ndarray, y: np.ndarray, plot: Path | None, seed: int = 0,
+              progress: bool = True) -> list[Point]:  # fmt: skip
+    """The sweep over `g`, loaded from `model`."""
     x = check_inputs(g, x)
     base = replace(RECIPES["safe"], seed=seed)
     configs: list[tuple[str, str, CompressOptions]] = [
@@ -90,7 +89,7 @@ def run_sweep(model: Path, x: np.ndarray, y: np.ndarray, plot: Path | None, inpu
         dense = dense_baseline(g)
         for family, label, opts in configs:
             bar.update(task, what=label)
-            c = compile_model(model, opts, input_shape, progress=False)
+            c = compile_graph(g, model, opts, progress=False)
             s = sizes(c.compressed, c.code)
             top1 = _top1(Runner(batched(c.lego_onnx())), x, y)
             points.append(Point(family, label, top1, base_top1 - top1, s.honest_ratio, s.paper_ratio, s.model_bytes))

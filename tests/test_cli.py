@@ -337,5 +337,35 @@ def test_generated_c_rejects_null_pointers(zoo: dict[str, Path], tmp_path: Path)
 
 
 def test_several_outputs(tmp_path: Path) -> None:
-    nodes = [helper.make_node("Relu", ["x"], ["y"]), helper.make_node("Sigmoid", ["x"], ["z"])]
-    fails(lego2c("inspect", _model(tmp_path, nodes, ["x"], ["y", "z"])), UnsupportedModelError.exit_code, "2 outputs")
+    nodes = [helper.make_node("Relu", ["x"], ["y"]), helper.make_node("Sigmoid", ["x"], ["z"]),
+             helper.make_node("Erf", ["z"], ["e"])]  # fmt: skip
+    path = _model(tmp_path, nodes, ["x"], ["y", "e"])
+    fails(lego2c("inspect", path), UnsupportedModelError.exit_code, "2 outputs", "--output-name")
+    fails(lego2c("inspect", path, "--output-name", "w"), UsageError.exit_code, "--output-name w", "outputs: y, e")
+    # Any tensor will do, and what it does not need (here an op lego2c lacks) is dropped.
+    proc = lego2c("build", path, "--output-name", "z", "--board", "host", "-o", tmp_path / "o")
+    assert proc.returncode == 0 and "match" in proc.stdout, proc.stdout + proc.stderr
+
+
+def test_a_scikit_learn_export_compiles_by_its_probabilities(tmp_path: Path) -> None:
+    """skl2onnx ends a classifier in ArgMax, ArrayFeatureExtractor and Cast to an int64 label output, beside
+    the probabilities: a real other exporter, whose models need --output-name."""
+    from skl2onnx import to_onnx
+    from sklearn.datasets import load_digits
+    from sklearn.neural_network import MLPClassifier
+
+    x, y = load_digits(return_X_y=True)
+    x = (x / 16).astype(np.float32)
+    clf = MLPClassifier((32,), max_iter=500, random_state=0).fit(x[:1000], y[:1000])
+    path = tmp_path / "mlp.onnx"
+    path.write_bytes(to_onnx(clf, x[:1], options={id(clf): {"zipmap": False}}, target_opset=17).SerializeToString())
+    fails(lego2c("inspect", path), UnsupportedModelError.exit_code, "(label, probabilities)", "--output-name")
+    np.savez(tmp_path / "held_out.npz", x=x[1000:], y=y[1000:])
+    proc = lego2c("eval", path, "--output-name", "probabilities", "--dataset", tmp_path / "held_out.npz",
+                  "--json", tmp_path / "e.json")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    e = json.loads((tmp_path / "e.json").read_text())
+    assert e["top1_original"] == pytest.approx(100 * clf.score(x[1000:], y[1000:]))  # onnxruntime is scikit-learn
+    assert e["agreement"] >= 98 and e["honest_ratio"] > 3.5, e  # the default; both layers int8, as first and last
+    proc = lego2c("build", path, "--output-name", "probabilities", "--board", "host", "-o", tmp_path / "o")
+    assert proc.returncode == 0 and "match" in proc.stdout, proc.stdout + proc.stderr
