@@ -192,6 +192,7 @@ class CompressedModel:
     layers: dict[str, LayerWeights] = field(default_factory=dict)  # by weight tensor name
     codebooks: dict[str, Codebook] = field(default_factory=dict)
     bias_corrected: int = 0  # layers whose bias took back their mean output shift (data-free)
+    bn_stats: bool = False  # the model kept BatchNorm statistics to correct from
 
     def matrix(self, tensor: str) -> np.ndarray:
         """The effective (rows, cols) float32 weight the C code computes with."""
@@ -397,6 +398,7 @@ def compress(g: Graph, opts: CompressOptions, progress: bool = True) -> Compress
             lw.bits = cb.bits
             lw.packed = pack_indices(lw.indices, cb.bits)
     moments = activation_moments(g) if opts.bias_correction else {}
+    result.bn_stats = bool(g.bn_stats)
     for node in nodes:
         lw = result.layers[node.inputs[1]]
         approx, exact = result.matrix(lw.tensor), weight_matrix(node, g)

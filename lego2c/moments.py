@@ -14,9 +14,9 @@ import numpy as np
 from scipy.special import ndtr
 
 from .ir import Graph, Node
-from .ops import lower_unary
+from .ops import lower_reduce, lower_unary, transpose_perm
 
-Moments = tuple[np.ndarray, np.ndarray]  # per-channel mean and variance
+Moments = tuple[np.ndarray, np.ndarray]  # per-channel mean and variance (or per element: see _moved)
 
 # Ops that keep each channel's mean: averaging (the variance only shrinks; keeping it is an upper
 # bound) and reshapes that leave the channel axis alone. Flattening a spatial map is not one: a
@@ -57,6 +57,31 @@ def _linear(g: Graph, n: Node, mean: np.ndarray, var: np.ndarray) -> Moments:
     return mean_response(n, w, mean) + b, mean_response(n, np.square(w.astype(np.float64)), var)
 
 
+def _moved(g: Graph, n: Node, src: Moments) -> Moments | None:
+    """Through a Reshape or Transpose that moves channels (a ShuffleNet channel shuffle, say): each element's
+    moments, moved as the data moves, then per channel again where every channel's elements agree. An
+    element-wise result (ndim > 1) only flows on through more such moves and ReLUs."""
+    shape, out = g.shape(n.inputs[0])[1:], g.shape(n.outputs[0])[1:]
+    if len(shape) < 2 or len(out) < 2:  # flattening to features is not a move (see MEAN_PRESERVING)
+        return None
+    moved = []
+    for a in src:
+        full = np.broadcast_to(a.reshape(a.shape + (1,) * (len(shape) - a.ndim)), shape)
+        if n.op == "Transpose":
+            full = full.transpose([p - 1 for p in transpose_perm(n, g)[1:]])
+        moved.append(np.ascontiguousarray(full).reshape(out))
+    first = tuple(a.reshape(a.shape[0], -1)[:, 0] for a in moved)
+    if all(np.all(a == f.reshape(f.shape + (1,) * (a.ndim - 1))) for a, f in zip(moved, first)):
+        return first[0], first[1]
+    return moved[0], moved[1]
+
+
+def _spatial_mean(g: Graph, n: Node, channels: int) -> bool:
+    """A ReduceMean over axes after the channel axis only (the dynamo exporter's global average pool)."""
+    p = lower_reduce(n, g).params
+    return int(p["outer"]) == channels and int(p["inner"]) == 1  # type: ignore[call-overload]
+
+
 def activation_moments(g: Graph) -> dict[str, Moments]:
     """Per-channel moments of every tensor they can be derived for, in graph order."""
     known: dict[str, Moments] = {t: (m.astype(np.float64), np.square(s.astype(np.float64)))
@@ -67,13 +92,19 @@ def activation_moments(g: Graph) -> dict[str, Moments]:
         if out in known or not src or src[0] is None:
             continue
         channels = g.shape(out)[1] if len(g.shape(out)) > 1 else 0
+        if src[0][0].ndim > 1 and n.op not in ("Relu", "Clip", "Reshape", "Transpose"):
+            continue
         if n.op == "Relu":
             known[out] = _clipped(*src[0], 0.0, np.inf)
         elif n.op == "Clip":  # ReLU6 and friends, bounds read as the kernels read them
             p = lower_unary(n, g).params
             known[out] = _clipped(*src[0], float(p["alpha"]), float(p["beta"]))  # type: ignore[arg-type]
-        elif n.op in MEAN_PRESERVING and len(src[0][0]) == channels:
+        elif n.op in MEAN_PRESERVING and len(src[0][0]) == channels and src[0][0].ndim == 1:
             known[out] = src[0]
+        elif n.op == "ReduceMean" and _spatial_mean(g, n, len(src[0][0])):
+            known[out] = src[0]
+        elif n.op in ("Reshape", "Transpose") and (moved := _moved(g, n, src[0])) is not None:
+            known[out] = moved
         elif n.op in ("Conv", "Gemm") and g.const(n.inputs[1]) is not None:
             known[out] = _linear(g, n, *src[0])
         elif n.op == "Add" and len(src) == 2 and src[1] is not None and len(src[0][0]) == len(src[1][0]) == channels:

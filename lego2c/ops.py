@@ -335,6 +335,28 @@ def lower_pad(node: Node, g: Graph) -> KernelCall:
     return KernelCall("lego_pad_f32", "lego_pad_params_t", p, [node.inputs[0]], node.outputs)
 
 
+def transpose_perm(node: Node, g: Graph) -> list[int]:
+    """A Transpose's permutation. The batch axis must stay first: the calibration executor runs many
+    inputs through the graph as one batch."""
+    rank = len(g.shape(node.inputs[0]))
+    perm = [int(p) for p in node.attrs.get("perm", range(rank - 1, -1, -1))]
+    if sorted(perm) != list(range(rank)):
+        raise Unsupported(f"perm {perm} is not a permutation of the {rank} axes")
+    if perm[0] != 0:
+        raise Unsupported("moving the batch axis")
+    return perm
+
+
+def lower_transpose(node: Node, g: Graph) -> KernelCall:
+    """A copy in the permuted order."""
+    shape, perm = g.shape(node.inputs[0]), transpose_perm(node, g)
+    if len(shape) > MAX_DIMS:
+        raise Unsupported(f"more than {MAX_DIMS} dimensions")
+    strides = [int(np.prod(shape[d + 1 :])) for d in range(len(shape))]
+    p = dict(ndim=len(shape), out_shape=[shape[d] for d in perm], in_stride=[strides[d] for d in perm])
+    return KernelCall("lego_transpose_f32", "lego_transpose_params_t", p, [node.inputs[0]], node.outputs)
+
+
 def lower_softmax(node: Node, g: Graph) -> KernelCall:
     shape = g.shape(node.inputs[0])
     default = -1 if g.opset >= 13 else 1
@@ -365,6 +387,7 @@ LOWERINGS: dict[str, Callable[[Node, Graph], KernelCall]] = {
     "Unsqueeze": lower_view,
     "Concat": lower_concat,
     "Pad": lower_pad,
+    "Transpose": lower_transpose,
     "Softmax": lower_softmax,
 }
 

@@ -92,7 +92,9 @@ def bias_correction_line(cm: CompressedModel) -> str:
     """How many layers the data-free bias correction reached, and why it may have reached none."""
     approximated = sum(1 for lw in cm.layers.values() if lw.rel_error > 0 and lw.bias is not None)
     line = f"data-free bias correction: {cm.bias_corrected} of {approximated} compressed layers with a bias"
-    if approximated and not cm.bias_corrected:
+    if approximated and not cm.bias_corrected and cm.bn_stats:
+        line += " (the BatchNorm statistics do not reach these layers' inputs through the ops between)"
+    elif approximated and not cm.bias_corrected:
         line += (" (no BatchNormalization statistics: exporters fold BN into the convs; export with "
                  "torch.onnx.export(..., dynamo=False, training=torch.onnx.TrainingMode.PRESERVE) to keep them)")
     return line

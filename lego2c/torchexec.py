@@ -16,7 +16,7 @@ import torch.nn.functional as F
 
 from .compress import CompressedModel, _untile, weighted_nodes
 from .ir import Graph, Node
-from .ops import UNARY, _pads_2d, lower_global_pool, lower_pad, lower_reduce, lower_unary, overhang
+from .ops import UNARY, _pads_2d, lower_global_pool, lower_pad, lower_reduce, lower_unary, overhang, transpose_perm
 
 Hook = Callable[[Node, torch.Tensor], torch.Tensor]
 
@@ -223,6 +223,8 @@ def _run(ex: Executor, node: Node, env: dict[str, torch.Tensor], batch: int) -> 
         return torch.cat(xs, dim=int(a["axis"]) % len(out_shape))
     if op == "Pad":
         return _pad(node, xs[0], ex, out_shape)
+    if op == "Transpose":
+        return xs[0].permute(transpose_perm(node, ex.g))
     if op == "Softmax":
         return torch.softmax(xs[0], dim=int(a.get("axis", -1)))
     raise NotImplementedError(f"torch executor: {op}")  # ops.LOWERINGS and this list must stay in step

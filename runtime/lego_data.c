@@ -1,4 +1,4 @@
-/* Data movement (Concat, Pad) and Softmax. */
+/* Data movement (Concat, Pad, Transpose) and Softmax. */
 #include "lego_runtime.h"
 
 #include <math.h>
@@ -38,6 +38,26 @@ int lego_pad_f32(const lego_pad_params_t *p, const float *in, float *out)
         memcpy(out + off, in + s, (size_t)row * sizeof(float));
         for (int32_t d = last - 1; d >= 0; d--) {
             if (++idx[d] < p->in_shape[d]) break;
+            idx[d] = 0;
+        }
+    }
+    return LEGO_OK;
+}
+
+int lego_transpose_f32(const lego_transpose_params_t *p, const float *in, float *out)
+{
+    if (p == NULL || in == NULL || out == NULL) return LEGO_ERR_NULL;
+    if (p->ndim < 1 || p->ndim > LEGO_MAX_DIMS) return LEGO_ERR_PARAM;
+    int32_t total = 1;
+    for (int32_t d = 0; d < p->ndim; d++) total *= p->out_shape[d];
+    /* Walk the output in order; `off` follows the same element in the input. */
+    int32_t idx[LEGO_MAX_DIMS] = {0}, off = 0;
+    for (int32_t i = 0; i < total; i++) {
+        out[i] = in[off];
+        for (int32_t d = p->ndim - 1; d >= 0; d--) {
+            off += p->in_stride[d];
+            if (++idx[d] < p->out_shape[d]) break;
+            off -= p->in_stride[d] * p->out_shape[d];
             idx[d] = 0;
         }
     }

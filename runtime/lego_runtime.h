@@ -226,6 +226,14 @@ typedef struct {
 int lego_pad_f32(const lego_pad_params_t *p, const float *in, float *out);
 
 typedef struct {
+    int32_t ndim;
+    int32_t out_shape[LEGO_MAX_DIMS];
+    int32_t in_stride[LEGO_MAX_DIMS]; /* the input's stride along each output axis */
+} lego_transpose_params_t;
+
+int lego_transpose_f32(const lego_transpose_params_t *p, const float *in, float *out);
+
+typedef struct {
     int32_t outer, axis_len, inner;
 } lego_softmax_params_t;
 

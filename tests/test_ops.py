@@ -161,6 +161,9 @@ OTHER_CASES = {
     "prelu": single_node_model("PRelu", [1, 4, 5, 5], {"slope": w(4, 1, 1)}),
     "pad": single_node_model("Pad", [1, 2, 4, 5], {"pads": np.array([0, 1, 2, 0, 0, 2, 1, 3], np.int64),
                                                    "value": np.array(0.5, np.float32)}),
+    "transpose_nhwc_in": single_node_model("Transpose", [1, 5, 6, 3], perm=[0, 3, 1, 2]),
+    "transpose_5d": single_node_model("Transpose", [1, 2, 3, 4, 5], perm=[0, 2, 1, 4, 3]),
+    "transpose_3d": single_node_model("Transpose", [1, 4, 7], perm=[0, 2, 1]),
 }  # fmt: skip
 
 
@@ -229,6 +232,16 @@ def test_concat(axis: int, tmp_path: Path) -> None:
     other_shape = list(shape)
     other_shape[axis] = 2
     check(single_node_model("Concat", shape, {"other": w(*other_shape)}, axis=axis), tmp_path)
+
+
+def test_transpose_must_keep_the_batch_axis_first(tmp_path: Path) -> None:
+    from lego2c.errors import UnsupportedModelError
+    from lego2c.frontend import load_model
+
+    path = tmp_path / "m.onnx"
+    onnx.save(single_node_model("Transpose", [1, 3, 4], perm=[1, 0, 2]), str(path))
+    with pytest.raises(UnsupportedModelError, match="moving the batch axis"):
+        load_model(path)
 
 
 def test_pad_opset2_attribute(tmp_path: Path) -> None:

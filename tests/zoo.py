@@ -204,6 +204,23 @@ class OpsMix(nn.Module):
         return torch.softmax(z, dim=1)
 
 
+class ChannelsLastShuffle(nn.Module):
+    """Channels-last input (as models from TensorFlow take it) and a ShuffleNet channel shuffle between
+    grouped convs: Transposes that a compiler must move data for."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = conv_bn_act(3, 16, 3, padding=1)
+        self.grouped = conv_bn_act(16, 16, 3, padding=1, groups=2, bias=False)
+        self.fc = nn.Linear(16, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stem(x.permute(0, 3, 1, 2))
+        n, c, h, w = x.shape
+        x = x.reshape(n, 2, c // 2, h, w).transpose(1, 2).reshape(n, c, h, w)
+        return self.fc(self.grouped(x).mean(dim=(2, 3)))
+
+
 # --------------------------------------------------------------------------------------------
 # The zoo
 
@@ -246,6 +263,9 @@ ZOO: dict[str, ZooEntry] = {
         frozenset({"Conv", "HardSwish", "Add", "Sigmoid", "Mul", "Concat", "Reshape"}),
         dynamo=True,
     ),
+    "nhwc_shuffle": ZooEntry(
+        ChannelsLastShuffle, (1, 16, 16, 3), frozenset({"Transpose", "Conv", "BatchNormalization", "Reshape", "Gemm"})
+    ),
     "ops_mix": ZooEntry(
         OpsMix, (1, 3, 16, 16),
         frozenset({
@@ -278,10 +298,10 @@ def build(name: str) -> nn.Module:
     return model.eval()
 
 
-def export(name: str, path: Path) -> nn.Module:
-    """Export one zoo model to `path` and return the torch model it came from."""
+def export(name: str, path: Path, model: nn.Module | None = None) -> nn.Module:
+    """Export one zoo model (or `model`, a variant of it) to `path` and return the torch model it came from."""
     entry = ZOO[name]
-    model = build(name)
+    model = build(name) if model is None else model
     x = torch.randn(entry.input_shape)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # exporter chatter (deprecations, PRESERVE + folding advice)
