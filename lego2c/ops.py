@@ -163,8 +163,12 @@ def lower_matmul(node: Node, g: Graph) -> KernelCall:
 
 
 # Enumerations shared with runtime/lego_runtime.h.
-UNARY = {"Relu": 0, "Clip": 1, "LeakyRelu": 2, "Sigmoid": 3, "Tanh": 4, "HardSigmoid": 5, "HardSwish": 6}
-BINARY = {"Add": 0, "Sub": 1, "Mul": 2, "Div": 3, "PRelu": 4}
+# lego_unary_op_t and lego_binary_op_t in runtime/lego_runtime.h
+UNARY = {"Relu": 0, "Clip": 1, "LeakyRelu": 2, "Sigmoid": 3, "Tanh": 4, "HardSigmoid": 5, "HardSwish": 6,
+         "Exp": 7, "Log": 8, "Sqrt": 9, "Neg": 10, "Abs": 11, "Reciprocal": 12, "Erf": 13, "Elu": 14, "Selu": 15,
+         "Softplus": 16, "Softsign": 17, "Gelu": 18, "Mish": 20}  # fmt: skip
+GELU_TANH = 19
+BINARY = {"Add": 0, "Sub": 1, "Mul": 2, "Div": 3, "PRelu": 4, "Max": 5, "Min": 6, "Pow": 7}
 
 
 def lower_unary(node: Node, g: Graph) -> KernelCall:
@@ -189,7 +193,19 @@ def lower_unary(node: Node, g: Graph) -> KernelCall:
         alpha = float(node.attrs.get("alpha", 0.01))
     elif op == "HardSigmoid":
         alpha, beta = float(node.attrs.get("alpha", 0.2)), float(node.attrs.get("beta", 0.5))
-    p = dict(op=UNARY[op], size=g.tensors[node.outputs[0]].size, alpha=alpha, beta=beta)
+    elif op == "Elu":
+        alpha = float(node.attrs.get("alpha", 1.0))
+    elif op == "Selu":
+        alpha = float(node.attrs.get("alpha", 1.67326319217681884765625))
+        beta = float(node.attrs.get("gamma", 1.05070102214813232421875))
+    code = UNARY[op]
+    if op == "Gelu":
+        approx = node.attrs.get("approximate", "none")
+        approx = approx.decode() if isinstance(approx, bytes) else approx
+        if approx not in ("none", "tanh"):
+            raise Unsupported(f"approximate='{approx}'")
+        code = GELU_TANH if approx == "tanh" else code
+    p = dict(op=code, size=g.tensors[node.outputs[0]].size, alpha=alpha, beta=beta)
     return KernelCall("lego_unary_f32", "lego_unary_params_t", p, [node.inputs[0]], node.outputs,
                       inplace=True)  # fmt: skip
 
@@ -218,6 +234,8 @@ def _collapse(out: tuple[int, ...], sa: list[int], sb: list[int]) -> tuple[list[
 
 
 def lower_binary(node: Node, g: Graph) -> KernelCall:
+    if len(node.inputs) != 2:
+        raise Unsupported(f"{len(node.inputs)} inputs (only 2)")
     out = g.shape(node.outputs[0])
     a, b = node.inputs[0], node.inputs[1]
     shape, sa, sb = _collapse(out, broadcast_strides(g.shape(a), out), broadcast_strides(g.shape(b), out))

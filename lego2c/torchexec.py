@@ -16,7 +16,7 @@ import torch.nn.functional as F
 
 from .compress import CompressedModel, _untile, weighted_nodes
 from .ir import Graph, Node
-from .ops import UNARY, _pads_2d, lower_global_pool, lower_pad, lower_reduce, lower_unary, overhang, transpose_perm
+from .ops import BINARY, GELU_TANH, UNARY, _pads_2d, lower_global_pool, lower_pad, lower_reduce, lower_unary, overhang, transpose_perm
 
 Hook = Callable[[Node, torch.Tensor], torch.Tensor]
 
@@ -209,8 +209,9 @@ def _run(ex: Executor, node: Node, env: dict[str, torch.Tensor], batch: int) -> 
         return _weighted(ex, node, xs[0], *ex.weight(node), out_shape)
     if op in UNARY:
         return _unary(node, xs, ex)
-    if op in ("Add", "Sub", "Mul", "Div"):
-        return {"Add": torch.add, "Sub": torch.sub, "Mul": torch.mul, "Div": torch.div}[op](xs[0], xs[1])
+    if op in BINARY and op != "PRelu":
+        return {"Add": torch.add, "Sub": torch.sub, "Mul": torch.mul, "Div": torch.div, "Max": torch.maximum,
+                "Min": torch.minimum, "Pow": torch.pow}[op](xs[0], xs[1])  # fmt: skip
     if op == "PRelu":
         return torch.where(xs[0] >= 0, xs[0], xs[0] * xs[1])
     if op in ("MaxPool", "AveragePool"):
@@ -259,6 +260,7 @@ def _pool(node: Node, x: torch.Tensor, ex: Executor, out_shape: tuple[int, ...])
 def _unary(node: Node, xs: list[torch.Tensor], ex: Executor) -> torch.Tensor:
     p = lower_unary(node, ex.g).params  # the kernel's own reading of Clip bounds and alphas
     x, alpha, beta = xs[0], float(p["alpha"]), float(p["beta"])  # type: ignore[arg-type]
+    gelu = "tanh" if p["op"] == GELU_TANH else "none"
     return {
         "Relu": lambda: F.relu(x),
         # clamp's backward takes four passes over the tensor, hardtanh's one; min > max gives max, as in ONNX
@@ -268,6 +270,19 @@ def _unary(node: Node, xs: list[torch.Tensor], ex: Executor) -> torch.Tensor:
         "Tanh": lambda: torch.tanh(x),
         "HardSigmoid": lambda: (alpha * x + beta).clamp(0, 1),
         "HardSwish": lambda: F.hardswish(x),
+        "Exp": lambda: torch.exp(x),
+        "Log": lambda: torch.log(x),
+        "Sqrt": lambda: torch.sqrt(x),
+        "Neg": lambda: torch.neg(x),
+        "Abs": lambda: torch.abs(x),
+        "Reciprocal": lambda: torch.reciprocal(x),
+        "Erf": lambda: torch.erf(x),
+        "Elu": lambda: F.elu(x, alpha),
+        "Selu": lambda: beta * F.elu(x, alpha),
+        "Softplus": lambda: F.softplus(x),
+        "Softsign": lambda: F.softsign(x),
+        "Gelu": lambda: F.gelu(x, approximate=gelu),
+        "Mish": lambda: F.mish(x),
     }[node.op]()
 
 

@@ -5,6 +5,9 @@
 
 static float lego_sigmoid(float x) { return 1.0f / (1.0f + expf(-x)); }
 
+/* log(1 + e^x) without overflow for large x. */
+static float lego_softplus(float x) { return x > 0.0f ? x + log1pf(expf(-x)) : log1pf(expf(x)); }
+
 int lego_unary_f32(const lego_unary_params_t *p, const float *in, float *out)
 {
     if (p == NULL || in == NULL || out == NULL) return LEGO_ERR_NULL;
@@ -40,6 +43,29 @@ int lego_unary_f32(const lego_unary_params_t *p, const float *in, float *out)
             out[i] = in[i] * h;
         }
         break;
+    case LEGO_EXP: for (int32_t i = 0; i < n; i++) out[i] = expf(in[i]); break;
+    case LEGO_LOG: for (int32_t i = 0; i < n; i++) out[i] = logf(in[i]); break;
+    case LEGO_SQRT: for (int32_t i = 0; i < n; i++) out[i] = sqrtf(in[i]); break;
+    case LEGO_NEG: for (int32_t i = 0; i < n; i++) out[i] = -in[i]; break;
+    case LEGO_ABS: for (int32_t i = 0; i < n; i++) out[i] = fabsf(in[i]); break;
+    case LEGO_RECIPROCAL: for (int32_t i = 0; i < n; i++) out[i] = 1.0f / in[i]; break;
+    case LEGO_ERF: for (int32_t i = 0; i < n; i++) out[i] = erff(in[i]); break;
+    case LEGO_ELU: for (int32_t i = 0; i < n; i++) out[i] = in[i] > 0.0f ? in[i] : a * expm1f(in[i]); break;
+    case LEGO_SELU:
+        for (int32_t i = 0; i < n; i++) out[i] = b * (in[i] > 0.0f ? in[i] : a * expm1f(in[i]));
+        break;
+    case LEGO_SOFTPLUS: for (int32_t i = 0; i < n; i++) out[i] = lego_softplus(in[i]); break;
+    case LEGO_SOFTSIGN: for (int32_t i = 0; i < n; i++) out[i] = in[i] / (1.0f + fabsf(in[i])); break;
+    case LEGO_GELU:
+        for (int32_t i = 0; i < n; i++) out[i] = 0.5f * in[i] * (1.0f + erff(in[i] * 0.70710678f));
+        break;
+    case LEGO_GELU_TANH:
+        for (int32_t i = 0; i < n; i++) {
+            const float x = in[i];
+            out[i] = 0.5f * x * (1.0f + tanhf(0.79788456f * (x + 0.044715f * x * x * x)));
+        }
+        break;
+    case LEGO_MISH: for (int32_t i = 0; i < n; i++) out[i] = in[i] * tanhf(lego_softplus(in[i])); break;
     default: return LEGO_ERR_PARAM;
     }
     return LEGO_OK;
@@ -53,6 +79,9 @@ static void lego_binary_row(int32_t op, const float *a, int32_t sa, const float 
     case LEGO_SUB: for (int32_t i = 0; i < n; i++) out[i] = a[i * sa] - b[i * sb]; break;
     case LEGO_MUL: for (int32_t i = 0; i < n; i++) out[i] = a[i * sa] * b[i * sb]; break;
     case LEGO_DIV: for (int32_t i = 0; i < n; i++) out[i] = a[i * sa] / b[i * sb]; break;
+    case LEGO_MAX: for (int32_t i = 0; i < n; i++) out[i] = fmaxf(a[i * sa], b[i * sb]); break;
+    case LEGO_MIN: for (int32_t i = 0; i < n; i++) out[i] = fminf(a[i * sa], b[i * sb]); break;
+    case LEGO_POW: for (int32_t i = 0; i < n; i++) out[i] = powf(a[i * sa], b[i * sb]); break;
     default: /* LEGO_PRELU */
         for (int32_t i = 0; i < n; i++) out[i] = a[i * sa] >= 0.0f ? a[i * sa] : a[i * sa] * b[i * sb];
         break;
@@ -62,7 +91,7 @@ static void lego_binary_row(int32_t op, const float *a, int32_t sa, const float 
 int lego_binary_f32(const lego_binary_params_t *p, const float *a, const float *b, float *out)
 {
     if (p == NULL || a == NULL || b == NULL || out == NULL) return LEGO_ERR_NULL;
-    if (p->ndim < 1 || p->ndim > LEGO_MAX_DIMS || p->op < LEGO_ADD || p->op > LEGO_PRELU)
+    if (p->ndim < 1 || p->ndim > LEGO_MAX_DIMS || p->op < LEGO_ADD || p->op > LEGO_POW)
         return LEGO_ERR_PARAM;
     /* Walk the output in order; the innermost dim is a tight loop over two strides. */
     const int32_t last = p->ndim - 1, n = p->shape[last];

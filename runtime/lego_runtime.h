@@ -159,20 +159,25 @@ int lego_fc_ref_f32(const lego_fc_params_t *p, const lego_weights_t *w, const fl
 
 typedef enum {
     LEGO_RELU = 0, LEGO_CLIP = 1, LEGO_LEAKY_RELU = 2, LEGO_SIGMOID = 3,
-    LEGO_TANH = 4, LEGO_HARD_SIGMOID = 5, LEGO_HARD_SWISH = 6
+    LEGO_TANH = 4, LEGO_HARD_SIGMOID = 5, LEGO_HARD_SWISH = 6,
+    LEGO_EXP = 7, LEGO_LOG = 8, LEGO_SQRT = 9, LEGO_NEG = 10, LEGO_ABS = 11, LEGO_RECIPROCAL = 12,
+    LEGO_ERF = 13, LEGO_ELU = 14, LEGO_SELU = 15, LEGO_SOFTPLUS = 16, LEGO_SOFTSIGN = 17,
+    LEGO_GELU = 18, LEGO_GELU_TANH = 19, LEGO_MISH = 20
 } lego_unary_op_t;
 
 typedef struct {
     int32_t op;   /* lego_unary_op_t */
     int32_t size;
-    float alpha;  /* Clip: min; LeakyRelu: slope; HardSigmoid: alpha */
-    float beta;   /* Clip: max; HardSigmoid: beta */
+    float alpha;  /* Clip: min; LeakyRelu: slope; HardSigmoid, Elu, Selu: alpha */
+    float beta;   /* Clip: max; HardSigmoid: beta; Selu: gamma */
 } lego_unary_params_t;
 
 /* May run in place (in == out). */
 int lego_unary_f32(const lego_unary_params_t *p, const float *in, float *out);
 
-typedef enum { LEGO_ADD = 0, LEGO_SUB = 1, LEGO_MUL = 2, LEGO_DIV = 3, LEGO_PRELU = 4 } lego_binary_op_t;
+typedef enum {
+    LEGO_ADD = 0, LEGO_SUB = 1, LEGO_MUL = 2, LEGO_DIV = 3, LEGO_PRELU = 4, LEGO_MAX = 5, LEGO_MIN = 6, LEGO_POW = 7
+} lego_binary_op_t;
 
 typedef struct {
     int32_t op;   /* lego_binary_op_t */

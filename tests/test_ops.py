@@ -142,6 +142,14 @@ UNARY_CASES: dict[str, tuple[dict[str, object], dict[str, np.ndarray]]] = {
     "HardSigmoid": ({"alpha": 0.3, "beta": 0.4}, {}),
     "HardSwish": ({}, {}),
     "Clip": ({}, {"min": np.array(-0.5, np.float32), "max": np.array(0.7, np.float32)}),
+    "Exp": ({}, {}),
+    "Neg": ({}, {}),
+    "Abs": ({}, {}),
+    "Erf": ({}, {}),
+    "Elu": ({"alpha": 0.7}, {}),
+    "Selu": ({}, {}),
+    "Softplus": ({}, {}),
+    "Softsign": ({}, {}),
 }
 
 
@@ -155,7 +163,16 @@ def test_clip_opset6_attributes(tmp_path: Path) -> None:
     check(single_node_model("Clip", [1, 3, 5, 7], opset=9, min=0.0, max=6.0), tmp_path)
 
 
-# Single-node models that both the C kernels and the torch executor below are checked on.
+def after_exp(op: str, consts: dict[str, np.ndarray] | None = None, **attrs: object) -> onnx.ModelProto:
+    """x -> Exp -> op: positive inputs, for ops defined on them alone."""
+    model = single_node_model(op, [1, 3, 5, 7], consts, **attrs)
+    g = model.graph
+    g.node.insert(0, helper.make_node("Exp", ["x"], ["e"]))
+    g.node[1].input[0] = "e"
+    return model
+
+
+# Models that both the C kernels and the torch executor below are checked on.
 OTHER_CASES = {
     "clip_min_only": single_node_model("Clip", [1, 2, 3, 3], {"min": np.array(0.1, np.float32)}),
     "prelu": single_node_model("PRelu", [1, 4, 5, 5], {"slope": w(4, 1, 1)}),
@@ -164,6 +181,15 @@ OTHER_CASES = {
     "transpose_nhwc_in": single_node_model("Transpose", [1, 5, 6, 3], perm=[0, 3, 1, 2]),
     "transpose_5d": single_node_model("Transpose", [1, 2, 3, 4, 5], perm=[0, 2, 1, 4, 3]),
     "transpose_3d": single_node_model("Transpose", [1, 4, 7], perm=[0, 2, 1]),
+    "log": after_exp("Log"),
+    "sqrt": after_exp("Sqrt"),
+    "reciprocal": after_exp("Reciprocal"),
+    "pow": after_exp("Pow", {"p": np.array([0.5, 2, 3], np.float32).reshape(3, 1, 1)}),
+    "max": single_node_model("Max", [1, 4, 5, 6], {"other": w(4, 1, 1)}),
+    "min": single_node_model("Min", [1, 4, 5, 6], {"other": w(6)}),
+    "mish": single_node_model("Mish", [1, 3, 5, 7], opset=18),
+    "gelu": single_node_model("Gelu", [1, 3, 5, 7], opset=20),
+    "gelu_tanh": single_node_model("Gelu", [1, 3, 5, 7], opset=20, approximate="tanh"),
 }  # fmt: skip
 
 
