@@ -330,6 +330,7 @@ def _to_ir(model: onnx.ModelProto) -> Graph:
 
 def _simplify(g: Graph) -> None:
     _drop_identities(g)
+    _split_to_slices(g)
     _canonicalise_dense(g)
     _fold_batchnorm(g)
     g.prune_unused()
@@ -388,6 +389,24 @@ def _drop_identities(g: Graph) -> None:
             g.tensors[dst].shape = g.tensors[src].shape if g.tensors[dst].shape[0] < 0 else g.tensors[dst].shape
         else:
             _rename_uses(g, dst, src)
+
+
+def _split_to_slices(g: Graph) -> None:
+    """Split -> one Slice per output, each as long as shape inference made that output. (Before opset 10,
+    Slice took attributes and onnx cannot infer its shapes: a Split stays, and is reported unsupported.)"""
+    for split in [n for n in g.nodes if n.op == "Split" and g.opset >= 10]:
+        rank = len(g.shape(split.inputs[0]))
+        axis, start, slices = int(split.attrs.get("axis", 0)) % rank, 0, []
+        for k, out in enumerate(split.outputs):
+            length = g.shape(out)[axis] if out else 0
+            name, bounds = f"{split.name}__slice{k}", {"starts": start, "ends": start + length, "axes": axis}
+            if out:
+                for key, value in bounds.items():
+                    g.tensors[f"{name}_{key}"] = Tensor(f"{name}_{key}", (1,), np.array([value], np.int64))
+                slices.append(Node("Slice", name, [split.inputs[0], *(f"{name}_{key}" for key in bounds)], [out]))
+            start += length
+        at = g.nodes.index(split)
+        g.nodes[at : at + 1] = slices
 
 
 def _canonicalise_dense(g: Graph) -> None:

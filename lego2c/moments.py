@@ -14,7 +14,7 @@ import numpy as np
 from scipy.special import ndtr
 
 from .ir import Graph, Node
-from .ops import lower_reduce, lower_unary, transpose_perm
+from .ops import lower_reduce, lower_unary, slice_starts_steps, transpose_perm
 
 Moments = tuple[np.ndarray, np.ndarray]  # per-channel mean and variance (or per element: see _moved)
 
@@ -22,6 +22,7 @@ Moments = tuple[np.ndarray, np.ndarray]  # per-channel mean and variance (or per
 # bound) and reshapes that leave the channel axis alone. Flattening a spatial map is not one: a
 # classifier's per-position input means differ from their channel's mean.
 MEAN_PRESERVING = ("GlobalAveragePool", "AveragePool", "Flatten", "Reshape", "Squeeze")
+MOVES = ("Reshape", "Transpose", "Slice")  # ops that move elements, channels included (_moved)
 
 
 def _clipped(mean: np.ndarray, var: np.ndarray, lo: float, hi: float) -> Moments:
@@ -58,9 +59,9 @@ def _linear(g: Graph, n: Node, mean: np.ndarray, var: np.ndarray) -> Moments:
 
 
 def _moved(g: Graph, n: Node, src: Moments) -> Moments | None:
-    """Through a Reshape or Transpose that moves channels (a ShuffleNet channel shuffle, say): each element's
-    moments, moved as the data moves, then per channel again where every channel's elements agree. An
-    element-wise result (ndim > 1) only flows on through more such moves and ReLUs."""
+    """Through a Reshape, Transpose or Slice that moves channels (a ShuffleNet channel shuffle or split, say):
+    each element's moments, moved as the data moves, then per channel again where every channel's elements
+    agree. An element-wise result (ndim > 1) only flows on through more such moves and ReLUs."""
     shape, out = g.shape(n.inputs[0])[1:], g.shape(n.outputs[0])[1:]
     if len(shape) < 2 or len(out) < 2:  # flattening to features is not a move (see MEAN_PRESERVING)
         return None
@@ -69,6 +70,10 @@ def _moved(g: Graph, n: Node, src: Moments) -> Moments | None:
         full = np.broadcast_to(a.reshape(a.shape + (1,) * (len(shape) - a.ndim)), shape)
         if n.op == "Transpose":
             full = full.transpose([p - 1 for p in transpose_perm(n, g)[1:]])
+        elif n.op == "Slice":
+            starts, steps = slice_starts_steps(n, g)
+            for d in range(1, len(starts)):
+                full = np.take(full, starts[d] + steps[d] * np.arange(out[d - 1]), axis=d - 1)
         moved.append(np.ascontiguousarray(full).reshape(out))
     first = tuple(a.reshape(a.shape[0], -1)[:, 0] for a in moved)
     if all(np.all(a == f.reshape(f.shape + (1,) * (a.ndim - 1))) for a, f in zip(moved, first)):
@@ -92,7 +97,7 @@ def activation_moments(g: Graph) -> dict[str, Moments]:
         if out in known or not src or src[0] is None:
             continue
         channels = g.shape(out)[1] if len(g.shape(out)) > 1 else 0
-        if src[0][0].ndim > 1 and n.op not in ("Relu", "Clip", "Reshape", "Transpose"):
+        if src[0][0].ndim > 1 and n.op not in ("Relu", "Clip", *MOVES):
             continue
         if n.op == "Relu":
             known[out] = _clipped(*src[0], 0.0, np.inf)
@@ -103,10 +108,13 @@ def activation_moments(g: Graph) -> dict[str, Moments]:
             known[out] = src[0]
         elif n.op == "ReduceMean" and _spatial_mean(g, n, len(src[0][0])):
             known[out] = src[0]
-        elif n.op in ("Reshape", "Transpose") and (moved := _moved(g, n, src[0])) is not None:
+        elif n.op in MOVES and (moved := _moved(g, n, src[0])) is not None:
             known[out] = moved
         elif n.op in ("Conv", "Gemm") and g.const(n.inputs[1]) is not None:
             known[out] = _linear(g, n, *src[0])
+        elif n.op == "Concat" and int(n.attrs["axis"]) % len(g.shape(out)) == 1 and all(
+                s is not None and s[0].ndim == 1 for s in src):
+            known[out] = tuple(np.concatenate([s[i] for s in src]) for i in (0, 1))  # type: ignore[index, assignment]
         elif n.op == "Add" and len(src) == 2 and src[1] is not None and len(src[0][0]) == len(src[1][0]) == channels:
             known[out] = (src[0][0] + src[1][0], src[0][1] + src[1][1])  # branches taken as independent
     return known

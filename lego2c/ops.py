@@ -365,14 +365,52 @@ def transpose_perm(node: Node, g: Graph) -> list[int]:
     return perm
 
 
-def lower_transpose(node: Node, g: Graph) -> KernelCall:
-    """A copy in the permuted order."""
-    shape, perm = g.shape(node.inputs[0]), transpose_perm(node, g)
+def _strided_copy(node: Node, g: Graph, axes: list[int], starts: list[int], steps: list[int]) -> KernelCall:
+    """Output axis d reads input axis axes[d] from starts[d] in steps of steps[d]."""
+    shape = g.shape(node.inputs[0])
     if len(shape) > MAX_DIMS:
         raise Unsupported(f"more than {MAX_DIMS} dimensions")
     strides = [int(np.prod(shape[d + 1 :])) for d in range(len(shape))]
-    p = dict(ndim=len(shape), out_shape=[shape[d] for d in perm], in_stride=[strides[d] for d in perm])
-    return KernelCall("lego_transpose_f32", "lego_transpose_params_t", p, [node.inputs[0]], node.outputs)
+    p = dict(ndim=len(shape), out_shape=list(g.shape(node.outputs[0])),
+             in_stride=[strides[a] * s for a, s in zip(axes, steps)],
+             offset=sum(strides[a] * b for a, b in zip(axes, starts)))  # fmt: skip
+    return KernelCall("lego_strided_copy_f32", "lego_strided_copy_params_t", p, [node.inputs[0]], node.outputs)
+
+
+def lower_transpose(node: Node, g: Graph) -> KernelCall:
+    """A copy in the permuted order."""
+    perm = transpose_perm(node, g)
+    return _strided_copy(node, g, perm, [0] * len(perm), [1] * len(perm))
+
+
+def slice_starts_steps(node: Node, g: Graph) -> tuple[list[int], list[int]]:
+    """Each axis's first element and step (the output's shape, from shape inference, gives the count)."""
+    shape, out = g.shape(node.inputs[0]), g.shape(node.outputs[0])
+    if "starts" in node.attrs:
+        raise Unsupported("Slice before opset 10: export with a newer opset")
+    names = (list(node.inputs[1:5]) + [""] * 4)[:4]  # starts, ends, axes, steps
+    given = [g.const(i) if i else None for i in names]
+    if given[0] is None or any(i and v is None for i, v in zip(names, given)):
+        raise Unsupported("starts, ends, axes and steps must be constant")
+    starts, axes, steps = given[0].tolist(), given[2], given[3]
+    axes = list(range(len(starts))) if axes is None else [int(a) % len(shape) for a in list(axes)]
+    steps = [1] * len(starts) if steps is None else [int(s) for s in list(steps)]
+    first, every = [0] * len(shape), [1] * len(shape)
+    for a, s, step in zip(axes, starts, steps):
+        if step == 0:
+            raise Unsupported("a step of 0")
+        s = int(s) + shape[a] if int(s) < 0 else int(s)
+        first[a], every[a] = min(max(s, 0), shape[a] - (step < 0)), step
+    if 0 in out:
+        raise Unsupported("an empty slice")
+    if out[0] != shape[0]:
+        raise Unsupported("slicing the batch axis")
+    return first, every
+
+
+def lower_slice(node: Node, g: Graph) -> KernelCall:
+    starts, steps = slice_starts_steps(node, g)
+    return _strided_copy(node, g, list(range(len(starts))), starts, steps)
 
 
 def lower_softmax(node: Node, g: Graph) -> KernelCall:
@@ -406,6 +444,7 @@ LOWERINGS: dict[str, Callable[[Node, Graph], KernelCall]] = {
     "Concat": lower_concat,
     "Pad": lower_pad,
     "Transpose": lower_transpose,
+    "Slice": lower_slice,
     "Softmax": lower_softmax,
 }
 

@@ -16,7 +16,8 @@ import torch.nn.functional as F
 
 from .compress import CompressedModel, _untile, weighted_nodes
 from .ir import Graph, Node
-from .ops import BINARY, GELU_TANH, UNARY, _pads_2d, lower_global_pool, lower_pad, lower_reduce, lower_unary, overhang, transpose_perm
+from .ops import (BINARY, GELU_TANH, UNARY, _pads_2d, lower_global_pool, lower_pad, lower_reduce, lower_unary, overhang,
+                  slice_starts_steps, transpose_perm)
 
 Hook = Callable[[Node, torch.Tensor], torch.Tensor]
 
@@ -226,6 +227,12 @@ def _run(ex: Executor, node: Node, env: dict[str, torch.Tensor], batch: int) -> 
         return _pad(node, xs[0], ex, out_shape)
     if op == "Transpose":
         return xs[0].permute(transpose_perm(node, ex.g))
+    if op == "Slice":  # the batch axis is never sliced (slice_starts_steps)
+        starts, steps = slice_starts_steps(node, ex.g)
+        y = xs[0]
+        for d in range(1, len(starts)):
+            y = y.index_select(d, torch.arange(starts[d], starts[d] + steps[d] * out_shape[d], steps[d]))
+        return y
     if op == "Softmax":
         return torch.softmax(xs[0], dim=int(a.get("axis", -1)))
     raise NotImplementedError(f"torch executor: {op}")  # ops.LOWERINGS and this list must stay in step

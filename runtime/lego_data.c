@@ -1,4 +1,4 @@
-/* Data movement (Concat, Pad, Transpose) and Softmax. */
+/* Data movement (Concat, Pad, Transpose, Slice) and Softmax. */
 #include "lego_runtime.h"
 
 #include <math.h>
@@ -44,14 +44,14 @@ int lego_pad_f32(const lego_pad_params_t *p, const float *in, float *out)
     return LEGO_OK;
 }
 
-int lego_transpose_f32(const lego_transpose_params_t *p, const float *in, float *out)
+int lego_strided_copy_f32(const lego_strided_copy_params_t *p, const float *in, float *out)
 {
     if (p == NULL || in == NULL || out == NULL) return LEGO_ERR_NULL;
     if (p->ndim < 1 || p->ndim > LEGO_MAX_DIMS) return LEGO_ERR_PARAM;
     int32_t total = 1;
     for (int32_t d = 0; d < p->ndim; d++) total *= p->out_shape[d];
     /* Walk the output in order; `off` follows the same element in the input. */
-    int32_t idx[LEGO_MAX_DIMS] = {0}, off = 0;
+    int32_t idx[LEGO_MAX_DIMS] = {0}, off = p->offset;
     for (int32_t i = 0; i < total; i++) {
         out[i] = in[off];
         for (int32_t d = p->ndim - 1; d >= 0; d--) {

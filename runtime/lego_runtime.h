@@ -233,10 +233,12 @@ int lego_pad_f32(const lego_pad_params_t *p, const float *in, float *out);
 typedef struct {
     int32_t ndim;
     int32_t out_shape[LEGO_MAX_DIMS];
-    int32_t in_stride[LEGO_MAX_DIMS]; /* the input's stride along each output axis */
-} lego_transpose_params_t;
+    int32_t in_stride[LEGO_MAX_DIMS]; /* the input's stride along each output axis (negative steps back) */
+    int32_t offset;                   /* the input element of the output's first */
+} lego_strided_copy_params_t;
 
-int lego_transpose_f32(const lego_transpose_params_t *p, const float *in, float *out);
+/* out[i0..] = in[offset + sum_d i_d * in_stride[d]]: Transpose and Slice. */
+int lego_strided_copy_f32(const lego_strided_copy_params_t *p, const float *in, float *out);
 
 typedef struct {
     int32_t outer, axis_len, inner;

@@ -143,8 +143,9 @@ def test_batchnorm_moments_predict_real_activation_means(digits_model: Path) -> 
     assert len(checked) == 1  # the second conv: the first reads the raw image, the classifier a flattened map
 
 
-def test_moments_follow_a_channel_shuffle_and_a_reduce_mean(tmp_path: Path) -> None:
-    """Channels moved by Reshape-Transpose-Reshape, then averaged by ReduceMean: the moments follow both.
+def test_moments_follow_a_shufflenet_unit_and_a_reduce_mean(tmp_path: Path) -> None:
+    """Channels split, concatenated, moved by Reshape-Transpose-Reshape, then averaged by ReduceMean: the
+    moments follow them all.
     The zoo model's BatchNorm statistics are gathered again on standard normal inputs after its random
     affines are set (as training leaves them), so those inputs are its training data."""
     import torch
@@ -162,7 +163,7 @@ def test_moments_follow_a_channel_shuffle_and_a_reduce_mean(tmp_path: Path) -> N
             model(torch.randn(64, 16, 16, 3))
     export("nhwc_shuffle", tmp_path / "m.onnx", model.eval())
     x = np.random.default_rng(0).standard_normal((200, 16, 16, 3)).astype(np.float32)
-    assert len(moments_checked(tmp_path / "m.onnx", x)) == 2  # the grouped conv and the classifier
+    assert len(moments_checked(tmp_path / "m.onnx", x)) == 3  # all but the stem, which reads the input
 
 
 @pytest.mark.parametrize("lo, hi", [(0.0, np.inf), (0.0, 6.0), (-1.0, 1.0)])

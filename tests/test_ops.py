@@ -172,6 +172,17 @@ def after_exp(op: str, consts: dict[str, np.ndarray] | None = None, **attrs: obj
     return model
 
 
+def split_model(axis: int, sizes: list[int]) -> onnx.ModelProto:
+    """x -> Split into len(sizes) -> the last and first outputs concatenated (the middle ones unused)."""
+    outs = [f"s{k}" for k in range(len(sizes))]
+    nodes = [helper.make_node("Split", ["x", "sizes"], outs, axis=axis),
+             helper.make_node("Concat", [outs[-1], outs[0]], ["y"], axis=axis)]  # fmt: skip
+    graph = helper.make_graph(nodes, "t", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 6, 4, 5])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+                              [numpy_helper.from_array(np.array(sizes, np.int64), "sizes")])  # fmt: skip
+    return finish(graph)
+
+
 # Models that both the C kernels and the torch executor below are checked on.
 OTHER_CASES = {
     "clip_min_only": single_node_model("Clip", [1, 2, 3, 3], {"min": np.array(0.1, np.float32)}),
@@ -190,6 +201,10 @@ OTHER_CASES = {
     "mish": single_node_model("Mish", [1, 3, 5, 7], opset=18),
     "gelu": single_node_model("Gelu", [1, 3, 5, 7], opset=20),
     "gelu_tanh": single_node_model("Gelu", [1, 3, 5, 7], opset=20, approximate="tanh"),
+    "slice_steps": single_node_model("Slice", [1, 4, 7, 6], {"starts": np.array([1, -1, 0]), "ends": np.array([4, -8, 99]),
+                                                             "axes": np.array([1, 2, -1]), "steps": np.array([1, -2, 2])}),
+    "split_channels": split_model(1, [1, 2, 3]),
+    "split_last_axis": split_model(3, [2, 3]),
 }  # fmt: skip
 
 

@@ -205,20 +205,23 @@ class OpsMix(nn.Module):
 
 
 class ChannelsLastShuffle(nn.Module):
-    """Channels-last input (as models from TensorFlow take it) and a ShuffleNet channel shuffle between
-    grouped convs: Transposes that a compiler must move data for."""
+    """Channels-last input (as models from TensorFlow take it) and a ShuffleNetV2 unit: a channel split, a
+    grouped conv branch, concatenation and a channel shuffle. Transposes and a Split move the data."""
 
     def __init__(self) -> None:
         super().__init__()
         self.stem = conv_bn_act(3, 16, 3, padding=1)
-        self.grouped = conv_bn_act(16, 16, 3, padding=1, groups=2, bias=False)
+        self.branch = conv_bn_act(8, 8, 3, padding=1, groups=2, bias=False)
+        self.mix = conv_bn_act(16, 16, 1)
         self.fc = nn.Linear(16, 10)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.stem(x.permute(0, 3, 1, 2))
+        kept, x = x.split([8, 8], dim=1)
+        x = torch.cat([kept, self.branch(x)], dim=1)
         n, c, h, w = x.shape
         x = x.reshape(n, 2, c // 2, h, w).transpose(1, 2).reshape(n, c, h, w)
-        return self.fc(self.grouped(x).mean(dim=(2, 3)))
+        return self.fc(self.mix(x).mean(dim=(2, 3)))
 
 
 # --------------------------------------------------------------------------------------------
@@ -264,7 +267,8 @@ ZOO: dict[str, ZooEntry] = {
         dynamo=True,
     ),
     "nhwc_shuffle": ZooEntry(
-        ChannelsLastShuffle, (1, 16, 16, 3), frozenset({"Transpose", "Conv", "BatchNormalization", "Reshape", "Gemm"})
+        ChannelsLastShuffle, (1, 16, 16, 3),
+        frozenset({"Transpose", "Split", "Concat", "Conv", "BatchNormalization", "Reshape", "ReduceMean", "Gemm"}),
     ),
     "ops_mix": ZooEntry(
         OpsMix, (1, 3, 16, 16),
