@@ -27,19 +27,34 @@ def batched(model: onnx.ModelProto, logits: bool = False) -> onnx.ModelProto:
 
     The IR's value_info pins batch 1; dropping it lets onnxruntime infer the batched shapes. Exporters
     also pin it in Reshape targets (`x.view(x.size(0), -1)` traces to the constant [1, -1]), so each
-    Reshape gets its batch-1 output shape as target, with the batch dimension inferred (-1).
+    Reshape gets its batch-1 output shape as target, with the batch dimension inferred (-1). A Resize to
+    given sizes gets the batch size read from its input.
     Logits rather than probabilities make output errors meaningful when the classes are confident.
     """
     m = onnx.ModelProto()
     m.CopyFrom(model)
     shapes = {v.name: [d.dim_value for d in v.type.tensor_type.shape.dim]
               for v in (*m.graph.value_info, *m.graph.output)}  # fmt: skip
-    for node in m.graph.node:
+    consts = {t.name: t for t in m.graph.initializer}
+    for node in list(m.graph.node):
         out = shapes.get(node.output[0]) if node.op_type == "Reshape" else None
         if out and out[0] == 1 and all(out[1:]):
             target = onnx.numpy_helper.from_array(np.array([-1, *out[1:]], dtype=np.int64), f"{node.output[0]}/batched")
             m.graph.initializer.append(target)
             node.input[1] = target.name
+        if node.op_type == "Resize" and len(node.input) > 3 and node.input[3] in consts:
+            name = f"{node.output[0]}/batched"
+            sizes = onnx.numpy_helper.to_array(consts[node.input[3]])
+            m.graph.initializer.extend(onnx.numpy_helper.from_array(np.array(v, np.int64), f"{name}_{k}")
+                                       for k, v in (("rest", sizes[1:]), ("zero", [0]), ("one", [1])))  # fmt: skip
+            at = list(m.graph.node).index(node)
+            for k, new in enumerate([
+                onnx.helper.make_node("Shape", [node.input[0]], [f"{name}_shape"]),
+                onnx.helper.make_node("Slice", [f"{name}_shape", f"{name}_zero", f"{name}_one"], [f"{name}_n"]),
+                onnx.helper.make_node("Concat", [f"{name}_n", f"{name}_rest"], [f"{name}_sizes"], axis=0),
+            ]):  # fmt: skip
+                m.graph.node.insert(at + k, new)
+            node.input[3] = f"{name}_sizes"
     del m.graph.value_info[:]
     last = m.graph.node[-1] if len(m.graph.node) else None
     if logits and last is not None and last.op_type == "Softmax" and last.output[0] == m.graph.output[0].name:

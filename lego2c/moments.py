@@ -18,10 +18,10 @@ from .ops import lower_reduce, lower_unary, slice_starts_steps, transpose_perm
 
 Moments = tuple[np.ndarray, np.ndarray]  # per-channel mean and variance (or per element: see _moved)
 
-# Ops that keep each channel's mean: averaging (the variance only shrinks; keeping it is an upper
-# bound) and reshapes that leave the channel axis alone. Flattening a spatial map is not one: a
+# Ops that keep each channel's mean: averaging and resizing (the variance only shrinks; keeping it is an
+# upper bound) and reshapes that leave the channel axis alone. Flattening a spatial map is not one: a
 # classifier's per-position input means differ from their channel's mean.
-MEAN_PRESERVING = ("GlobalAveragePool", "AveragePool", "Flatten", "Reshape", "Squeeze")
+MEAN_PRESERVING = ("GlobalAveragePool", "AveragePool", "Resize", "Flatten", "Reshape", "Squeeze")
 MOVES = ("Reshape", "Transpose", "Slice")  # ops that move elements, channels included (_moved)
 
 

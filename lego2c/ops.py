@@ -413,6 +413,50 @@ def lower_slice(node: Node, g: Graph) -> KernelCall:
     return _strided_copy(node, g, list(range(len(starts))), starts, steps)
 
 
+RESIZE_COORDS = {"half_pixel": 0, "asymmetric": 1, "align_corners": 2, "pytorch_half_pixel": 3, "tf_half_pixel_for_nn": 4}
+NEAREST_MODES = {"round_prefer_floor": 0, "round_prefer_ceil": 1, "floor": 2, "ceil": 3}
+
+
+def _text(node: Node, key: str, default: str) -> str:
+    v = node.attrs.get(key, default)
+    return v.decode() if isinstance(v, bytes) else str(v)
+
+
+def lower_resize(node: Node, g: Graph) -> KernelCall:
+    """Nearest or (bi)linear over the last two axes (or the last, for NCW), with onnxruntime's scales: as
+    given, or output over input size."""
+    shape, out = g.shape(node.inputs[0]), g.shape(node.outputs[0])
+    mode, coord, nearest = (_text(node, "mode", "nearest"), _text(node, "coordinate_transformation_mode", "half_pixel"),
+                            _text(node, "nearest_mode", "round_prefer_floor"))  # fmt: skip
+    if mode not in ("nearest", "linear"):
+        raise Unsupported(f"mode '{mode}' (nearest and linear are)")
+    if coord not in RESIZE_COORDS or nearest not in NEAREST_MODES:
+        raise Unsupported(f"coordinate_transformation_mode '{coord}' with nearest_mode '{nearest}'")
+    if node.attrs.get("antialias", 0) and mode == "linear" and any(o < i for o, i in zip(out, shape)):
+        raise Unsupported("antialiased downsampling")
+    if _text(node, "keep_aspect_ratio_policy", "stretch") != "stretch":
+        raise Unsupported("keep_aspect_ratio_policy other than 'stretch'")
+    if len(shape) not in (3, 4) or list(out[:2]) != list(shape[:2]):
+        raise Unsupported("resizing other than the spatial axes of an NCHW or NCW tensor")
+    at = 1 if g.opset < 11 else 2  # Resize-10 takes (X, scales); later ones (X, roi, scales, sizes)
+    named = len(node.inputs) > at and node.inputs[at]
+    scales = g.const(node.inputs[at]) if named else None
+    if named and scales is None:
+        raise Unsupported("scales must be constant")
+    if scales is None or scales.size == 0:
+        scales = np.array(out, np.float32) / np.array(shape, np.float32)  # from sizes, as onnxruntime does
+    elif "axes" in node.attrs:
+        full = np.ones(len(shape), np.float32)
+        full[[int(a) % len(shape) for a in node.attrs["axes"]]] = scales
+        scales = full
+    scales = scales.astype(np.float32).tolist()
+    c, h, w = _spatial(g, node.inputs[0])
+    _, oh, ow = _spatial(g, node.outputs[0])
+    p = dict(channels=c, in_h=h, in_w=w, out_h=oh, out_w=ow, linear=int(mode == "linear"), coord=RESIZE_COORDS[coord],
+             nearest_mode=NEAREST_MODES[nearest], scale_h=scales[-2] if len(shape) == 4 else 1.0, scale_w=scales[-1])  # fmt: skip
+    return KernelCall("lego_resize_f32", "lego_resize_params_t", p, [node.inputs[0]], node.outputs)
+
+
 def lower_softmax(node: Node, g: Graph) -> KernelCall:
     shape = g.shape(node.inputs[0])
     default = -1 if g.opset >= 13 else 1
@@ -445,6 +489,7 @@ LOWERINGS: dict[str, Callable[[Node, Graph], KernelCall]] = {
     "Pad": lower_pad,
     "Transpose": lower_transpose,
     "Slice": lower_slice,
+    "Resize": lower_resize,
     "Softmax": lower_softmax,
 }
 

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 
 from .compress import CompressedModel, _untile, weighted_nodes
 from .ir import Graph, Node
-from .ops import (BINARY, GELU_TANH, UNARY, _pads_2d, lower_global_pool, lower_pad, lower_reduce, lower_unary, overhang,
+from .ops import (BINARY, GELU_TANH, UNARY, _pads_2d, lower_global_pool, lower_pad, lower_reduce, lower_resize, lower_unary, overhang,
                   slice_starts_steps, transpose_perm)
 
 Hook = Callable[[Node, torch.Tensor], torch.Tensor]
@@ -123,7 +123,8 @@ class Executor:
     def __call__(self, x: torch.Tensor, hook: Hook | None = None,
                  on_input: Callable[[Node, torch.Tensor], None] | None = None,
                  on_output: Callable[[str, torch.Tensor], None] | None = None) -> torch.Tensor:  # fmt: skip
-        """The logits; `hook(node, output)` sees (and may replace) each weighted node's output.
+        """The logits, one row per input (as evaluate.Runner gives them); `hook(node, output)` sees (and may
+        replace) each weighted node's output.
 
         `on_input(node, input)`, when given, sees each weighted node's input, and
         `on_output(tensor_name, value)` every node's output.
@@ -142,7 +143,7 @@ class Executor:
             for name in node.inputs:
                 if self.last_use.get(name) == i and name not in self.consts:
                     env.pop(name, None)  # free activations as soon as nothing reads them
-        return env[self.nodes[-1].outputs[0]]
+        return env[self.nodes[-1].outputs[0]].reshape(x.shape[0], -1)
 
 
 def linear(ex: Executor, node: Node, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
@@ -233,6 +234,8 @@ def _run(ex: Executor, node: Node, env: dict[str, torch.Tensor], batch: int) -> 
         for d in range(1, len(starts)):
             y = y.index_select(d, torch.arange(starts[d], starts[d] + steps[d] * out_shape[d], steps[d]))
         return y
+    if op == "Resize":
+        return _resize(lower_resize(node, ex.g).params, xs[0], out_shape)
     if op == "Softmax":
         return torch.softmax(xs[0], dim=int(a.get("axis", -1)))
     raise NotImplementedError(f"torch executor: {op}")  # ops.LOWERINGS and this list must stay in step
@@ -262,6 +265,38 @@ def _pool(node: Node, x: torch.Tensor, ex: Executor, out_shape: tuple[int, ...])
             return F.conv2d(t, taps, None, strides, 0, dil, t.shape[1])
     counted = F.pad(torch.ones_like(x[:1, :1]), pads, value=float(node.attrs.get("count_include_pad", 0)))
     return mean(F.pad(F.pad(x, pads), beyond)) / mean(F.pad(counted, beyond))
+
+
+def _resize_taps(p: dict, axis: str, in_len: int, out_len: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per output position along one axis: source indices and weights, in float32 as lego_resize_taps computes
+    them (runtime/lego_data.c)."""
+    x, scale, f32 = np.arange(out_len, dtype=np.float32), np.float32(p[f"scale_{axis}"]), np.float32
+    c = {0: (x + f32(0.5)) / scale - f32(0.5), 1: x / scale,
+         2: x * f32(in_len - 1) / f32(out_len - 1) if out_len > 1 else np.zeros_like(x),
+         3: (x + f32(0.5)) / scale - f32(0.5) if out_len > 1 else np.zeros_like(x),
+         4: (x + f32(0.5)) / scale}[int(p["coord"])]  # fmt: skip
+    if not p["linear"]:
+        away = np.where(c >= 0, np.floor(c + f32(0.5)), np.ceil(c - f32(0.5)))  # C's roundf: halves away from zero
+        r = {0: np.where(c == np.floor(c) + f32(0.5), np.floor(c), away), 1: away, 2: np.floor(c), 3: np.ceil(c)}[
+            int(p["nearest_mode"])]
+        i = np.clip(r, 0, in_len - 1).astype(np.int64)
+        return i, i, np.ones_like(c), np.zeros_like(c)
+    c = np.clip(c, 0, in_len - 1)
+    i0 = c.astype(np.int64)
+    i1 = np.minimum(i0 + 1, in_len - 1)
+    same = i0 == i1
+    return i0, i1, np.where(same, f32(0.5), np.abs(c - i1)), np.where(same, f32(0.5), np.abs(c - i0))
+
+
+def _resize(p: dict, x: torch.Tensor, out_shape: tuple[int, ...]) -> torch.Tensor:
+    """lego_resize_f32 in torch: each axis gathers its two taps and weighs them (NCW runs as NCHW with H = 1)."""
+    y = x.reshape(x.shape[0], int(p["channels"]), int(p["in_h"]), int(p["in_w"]))
+    for dim, axis, n_in, n_out in ((2, "h", int(p["in_h"]), int(p["out_h"])), (3, "w", int(p["in_w"]), int(p["out_w"]))):
+        i0, i1, w0, w1 = (torch.from_numpy(np.ascontiguousarray(a)) for a in _resize_taps(p, axis, n_in, n_out))
+        shape = [1, 1, 1, 1]
+        shape[dim] = n_out
+        y = y.index_select(dim, i0) * w0.to(y.dtype).reshape(shape) + y.index_select(dim, i1) * w1.to(y.dtype).reshape(shape)
+    return y.reshape(out_shape)
 
 
 def _unary(node: Node, xs: list[torch.Tensor], ex: Executor) -> torch.Tensor:

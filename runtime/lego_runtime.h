@@ -240,6 +240,21 @@ typedef struct {
 /* out[i0..] = in[offset + sum_d i_d * in_stride[d]]: Transpose and Slice. */
 int lego_strided_copy_f32(const lego_strided_copy_params_t *p, const float *in, float *out);
 
+typedef enum { LEGO_HALF_PIXEL = 0, LEGO_ASYMMETRIC = 1, LEGO_ALIGN_CORNERS = 2, LEGO_PYTORCH_HALF_PIXEL = 3,
+               LEGO_TF_HALF_PIXEL_FOR_NN = 4 } lego_resize_coord_t;
+typedef enum { LEGO_ROUND_PREFER_FLOOR = 0, LEGO_ROUND_PREFER_CEIL = 1, LEGO_FLOOR = 2, LEGO_CEIL = 3 } lego_nearest_t;
+
+typedef struct {
+    int32_t channels, in_h, in_w, out_h, out_w;
+    int32_t linear;       /* 0: nearest, 1: (bi)linear */
+    int32_t coord;        /* lego_resize_coord_t: output to input coordinates, as ONNX defines them */
+    int32_t nearest_mode; /* lego_nearest_t */
+    float scale_h, scale_w;
+} lego_resize_params_t;
+
+/* ONNX Resize of an NCHW (or NCW, in_h = out_h = 1) tensor, as onnxruntime computes it. */
+int lego_resize_f32(const lego_resize_params_t *p, const float *in, float *out);
+
 typedef struct {
     int32_t outer, axis_len, inner;
 } lego_softmax_params_t;

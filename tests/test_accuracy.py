@@ -143,16 +143,18 @@ def test_batchnorm_moments_predict_real_activation_means(digits_model: Path) -> 
     assert len(checked) == 1  # the second conv: the first reads the raw image, the classifier a flattened map
 
 
-def test_moments_follow_a_shufflenet_unit_and_a_reduce_mean(tmp_path: Path) -> None:
-    """Channels split, concatenated, moved by Reshape-Transpose-Reshape, then averaged by ReduceMean: the
-    moments follow them all.
-    The zoo model's BatchNorm statistics are gathered again on standard normal inputs after its random
-    affines are set (as training leaves them), so those inputs are its training data."""
+@pytest.mark.parametrize("name, reached", [("nhwc_shuffle", 3), ("tiny_unet", 3)])
+def test_moments_follow_moved_and_resized_channels(name: str, reached: int, tmp_path: Path) -> None:
+    """Channels split, concatenated, shuffled by Reshape-Transpose-Reshape and averaged by ReduceMean
+    (a ShuffleNetV2 unit), or upsampled by Resize and concatenated with a skip (a U-Net): the moments
+    follow them to every layer but the first, which reads the input. The zoo model's BatchNorm statistics
+    are gathered again on standard normal inputs after its random affines are set (as training leaves
+    them), so those inputs are its training data."""
     import torch
 
-    from tests.zoo import build, export
+    from tests.zoo import ZOO, build, export
 
-    model = build("nhwc_shuffle")
+    model = build(name)
     bns = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
     for bn in bns:
         bn.reset_running_stats()
@@ -160,10 +162,18 @@ def test_moments_follow_a_shufflenet_unit_and_a_reduce_mean(tmp_path: Path) -> N
     model.train()
     with torch.no_grad():
         for _ in range(8):
-            model(torch.randn(64, 16, 16, 3))
-    export("nhwc_shuffle", tmp_path / "m.onnx", model.eval())
-    x = np.random.default_rng(0).standard_normal((200, 16, 16, 3)).astype(np.float32)
-    assert len(moments_checked(tmp_path / "m.onnx", x)) == 3  # all but the stem, which reads the input
+            model(torch.randn(64, *ZOO[name].input_shape[1:]))
+    export(name, tmp_path / "m.onnx", model.eval())
+    x = np.random.default_rng(0).standard_normal((200, *ZOO[name].input_shape[1:])).astype(np.float32)
+    assert len(moments_checked(tmp_path / "m.onnx", x)) == reached
+
+
+def test_calibration_distils_a_model_whose_output_is_an_image(zoo: dict[str, Path]) -> None:
+    """Distillation compares outputs row by row, whatever their shape (here 2 x 24 x 24 per input)."""
+    c = compile_model(zoo["tiny_unet"], RECIPES[DEFAULT_RECIPE], progress=False)
+    x = np.random.default_rng(0).standard_normal((64, 1, 16, 16)).astype(np.float32)
+    res = calibrate(c.graph, c.compressed, x, steps=50, seed=0, progress=False)
+    assert res.error_after < res.error_before
 
 
 @pytest.mark.parametrize("lo, hi", [(0.0, np.inf), (0.0, 6.0), (-1.0, 1.0)])

@@ -224,6 +224,24 @@ class ChannelsLastShuffle(nn.Module):
         return self.fc(self.mix(x).mean(dim=(2, 3)))
 
 
+class TinyUNet(nn.Module):
+    """Dense prediction: a strided encoder, nearest upsampling with a skip connection, then bilinear
+    upsampling past the input size (Resize in both modes, as torch exports them)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.enc1 = conv_bn_act(1, 8, 3, padding=1)
+        self.enc2 = conv_bn_act(8, 16, 3, stride=2, padding=1)
+        self.dec = conv_bn_act(24, 8, 3, padding=1)
+        self.head = nn.Conv2d(8, 2, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        skip = self.enc1(x)
+        x = F.interpolate(self.enc2(skip), scale_factor=2, mode="nearest")
+        x = self.dec(torch.cat([x, skip], dim=1))
+        return self.head(F.interpolate(x, size=(24, 24), mode="bilinear", align_corners=False))
+
+
 # --------------------------------------------------------------------------------------------
 # The zoo
 
@@ -270,6 +288,7 @@ ZOO: dict[str, ZooEntry] = {
         ChannelsLastShuffle, (1, 16, 16, 3),
         frozenset({"Transpose", "Split", "Concat", "Conv", "BatchNormalization", "Reshape", "ReduceMean", "Gemm"}),
     ),
+    "tiny_unet": ZooEntry(TinyUNet, (1, 1, 16, 16), frozenset({"Resize", "Concat", "Conv", "BatchNormalization"})),
     "ops_mix": ZooEntry(
         OpsMix, (1, 3, 16, 16),
         frozenset({
