@@ -152,3 +152,12 @@ def test_every_unsupported_op_is_listed_at_once(tmp_path: Path) -> None:
         load_model(path)
     for part in ("3 node(s)", "Cos: cos_1, cos_2", "Transpose: tr (moving the batch axis)"):
         assert part in e.value.message
+
+
+def test_the_readme_names_every_op_there_is_a_kernel_for() -> None:
+    from lego2c.ops import LOWERINGS
+
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = text[text.index("## What it compiles") :]
+    section = section[: section.index("\n## ")]
+    assert sorted(op for op in LOWERINGS if f"`{op}`" not in section) == []
