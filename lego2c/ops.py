@@ -50,6 +50,11 @@ def _spatial(g: Graph, name: str) -> tuple[int, int, int]:
     raise Unsupported(f"expects a batch-1 NCHW or NCW tensor, got shape {list(s)}")
 
 
+def _text(node: Node, key: str, default: str) -> str:
+    """A string attribute (the frontend decodes them), as text whatever a broken file put there."""
+    return str(node.attrs.get(key, default))
+
+
 def overhang(out: int, stride: int, kernel: int, dil: int, size: int) -> int:
     """How far `out` windows reach past `size` input elements (0 if they fit): the padding they need."""
     return max((out - 1) * stride + (kernel - 1) * dil + 1 - size, 0)
@@ -58,9 +63,7 @@ def overhang(out: int, stride: int, kernel: int, dil: int, size: int) -> int:
 def _pads_2d(node: Node, g: Graph, kernel: list[int], strides: list[int], dil: list[int]) -> list[int]:
     """[top, left, bottom, right] for 1-D or 2-D, resolving auto_pad from the shapes."""
     nsp = len(kernel)
-    auto = node.attrs.get("auto_pad", "NOTSET")
-    if isinstance(auto, bytes):
-        auto = auto.decode()
+    auto = _text(node, "auto_pad", "NOTSET")
     if auto in ("SAME_UPPER", "SAME_LOWER"):
         ins = g.shape(node.inputs[0])[2:]
         outs = g.shape(node.outputs[0])[2:]
@@ -163,7 +166,6 @@ def lower_matmul(node: Node, g: Graph) -> KernelCall:
 
 
 # Enumerations shared with runtime/lego_runtime.h.
-# lego_unary_op_t and lego_binary_op_t in runtime/lego_runtime.h
 UNARY = {"Relu": 0, "Clip": 1, "LeakyRelu": 2, "Sigmoid": 3, "Tanh": 4, "HardSigmoid": 5, "HardSwish": 6,
          "Exp": 7, "Log": 8, "Sqrt": 9, "Neg": 10, "Abs": 11, "Reciprocal": 12, "Erf": 13, "Elu": 14, "Selu": 15,
          "Softplus": 16, "Softsign": 17, "Gelu": 18, "Mish": 20}  # fmt: skip
@@ -200,8 +202,7 @@ def lower_unary(node: Node, g: Graph) -> KernelCall:
         beta = float(node.attrs.get("gamma", 1.05070102214813232421875))
     code = UNARY[op]
     if op == "Gelu":
-        approx = node.attrs.get("approximate", "none")
-        approx = approx.decode() if isinstance(approx, bytes) else approx
+        approx = _text(node, "approximate", "none")
         if approx not in ("none", "tanh"):
             raise Unsupported(f"approximate='{approx}'")
         code = GELU_TANH if approx == "tanh" else code
@@ -317,8 +318,7 @@ def lower_concat(node: Node, g: Graph) -> KernelCall:
 
 
 def lower_pad(node: Node, g: Graph) -> KernelCall:
-    mode = node.attrs.get("mode", "constant")
-    mode = mode.decode() if isinstance(mode, bytes) else mode
+    mode = _text(node, "mode", "constant")
     if mode != "constant":
         raise Unsupported(f"Pad mode '{mode}' (only 'constant')")
     shape = g.shape(node.inputs[0])
@@ -415,11 +415,6 @@ def lower_slice(node: Node, g: Graph) -> KernelCall:
 
 RESIZE_COORDS = {"half_pixel": 0, "asymmetric": 1, "align_corners": 2, "pytorch_half_pixel": 3, "tf_half_pixel_for_nn": 4}
 NEAREST_MODES = {"round_prefer_floor": 0, "round_prefer_ceil": 1, "floor": 2, "ceil": 3}
-
-
-def _text(node: Node, key: str, default: str) -> str:
-    v = node.attrs.get(key, default)
-    return v.decode() if isinstance(v, bytes) else str(v)
 
 
 def lower_resize(node: Node, g: Graph) -> KernelCall:
