@@ -464,6 +464,23 @@ def lower_softmax(node: Node, g: Graph) -> KernelCall:
     return KernelCall("lego_softmax_f32", "lego_softmax_params_t", p, [node.inputs[0]], node.outputs, inplace=True)
 
 
+def lower_layernorm(node: Node, g: Graph) -> KernelCall:
+    """LayerNormalization over the axes from `axis` on, with a scale and a bias of their full size."""
+    shape = g.shape(node.inputs[0])
+    axis = int(node.attrs.get("axis", -1)) % len(shape)
+    size = int(np.prod(shape[axis:]))
+    if axis == 0:
+        raise Unsupported("normalising over the batch axis")
+    if any(node.outputs[1:]):
+        raise Unsupported("the Mean and InvStdDev outputs")
+    consts = [g.const(i) if i else None for i in node.inputs[1:3]]
+    if len(consts) < 2 or any(c is None or c.size != size for c in consts):
+        raise Unsupported(f"scale and bias must be constants of {size} values")
+    p = dict(outer=int(np.prod(shape[:axis])), size=size, epsilon=float(node.attrs.get("epsilon", 1e-5)))
+    return KernelCall("lego_layernorm_f32", "lego_layernorm_params_t", p, list(node.inputs[:3]), node.outputs[:1],
+                      inplace=True)  # fmt: skip
+
+
 LOWERINGS: dict[str, Callable[[Node, Graph], KernelCall]] = {
     "Conv": lower_conv,
     "Gemm": lower_gemm,
@@ -485,6 +502,7 @@ LOWERINGS: dict[str, Callable[[Node, Graph], KernelCall]] = {
     "Transpose": lower_transpose,
     "Slice": lower_slice,
     "Resize": lower_resize,
+    "LayerNormalization": lower_layernorm,
     "Softmax": lower_softmax,
 }
 

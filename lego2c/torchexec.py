@@ -16,8 +16,8 @@ import torch.nn.functional as F
 
 from .compress import CompressedModel, _untile, weighted_nodes
 from .ir import Graph, Node
-from .ops import (BINARY, GELU_TANH, UNARY, _pads_2d, lower_global_pool, lower_pad, lower_reduce, lower_resize, lower_unary, overhang,
-                  slice_starts_steps, transpose_perm)
+from .ops import (BINARY, GELU_TANH, UNARY, _pads_2d, lower_global_pool, lower_layernorm, lower_pad, lower_reduce,
+                  lower_resize, lower_unary, overhang, slice_starts_steps, transpose_perm)
 
 Hook = Callable[[Node, torch.Tensor], torch.Tensor]
 
@@ -130,11 +130,12 @@ class Executor:
         `on_output(tensor_name, value)` every node's output.
         """
         env: dict[str, torch.Tensor] = {self.g.inputs[0]: x}
+        batch = x.shape[0] // self.g.shape(self.g.inputs[0])[0]
         for i, node in enumerate(self.nodes):
             weighted = node.op in ("Conv", "Gemm", "MatMul") and node.inputs[1] in self.consts
             if weighted and on_input is not None:
                 on_input(node, env[node.inputs[0]])
-            y = _run(self, node, env, x.shape[0])
+            y = _run(self, node, env, batch)
             if hook is not None and weighted:
                 y = hook(node, y)
             env[node.outputs[0]] = y
@@ -143,7 +144,7 @@ class Executor:
             for name in node.inputs:
                 if self.last_use.get(name) == i and name not in self.consts:
                     env.pop(name, None)  # free activations as soon as nothing reads them
-        return env[self.nodes[-1].outputs[0]].reshape(x.shape[0], -1)
+        return env[self.nodes[-1].outputs[0]].reshape(batch, -1)
 
 
 def linear(ex: Executor, node: Node, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
@@ -206,7 +207,10 @@ def _pads(node: Node, ex: Executor, kernel: list[int]) -> tuple[list[int], list[
 def _run(ex: Executor, node: Node, env: dict[str, torch.Tensor], batch: int) -> torch.Tensor:
     op, a = node.op, node.attrs
     xs = [_value(ex, env, n) for n in node.inputs if n and (n in env or n in ex.consts)]
-    out_shape = (batch, *ex.g.shape(node.outputs[0])[1:])
+    # A batch-1 tensor of shape (d0, ...) runs as (batch * d0, ...): d0 is 1 but where a Reshape folds rows
+    # into it (exporters run a Linear on a 4-D tensor as Reshape to (rows, features), Gemm, Reshape back).
+    shape = ex.g.shape(node.outputs[0])
+    out_shape = (batch * shape[0], *shape[1:])
     if op in ("Conv", "Gemm", "MatMul"):
         return _weighted(ex, node, xs[0], *ex.weight(node), out_shape)
     if op in UNARY:
@@ -234,6 +238,10 @@ def _run(ex: Executor, node: Node, env: dict[str, torch.Tensor], batch: int) -> 
         for d in range(1, len(starts)):
             y = y.index_select(d, torch.arange(starts[d], starts[d] + steps[d] * out_shape[d], steps[d]))
         return y
+    if op == "LayerNormalization":  # lower_layernorm: axis >= 1, scale and bias of the normalised size
+        eps = float(lower_layernorm(node, ex.g).params["epsilon"])  # type: ignore[arg-type]
+        dims = out_shape[int(a.get("axis", -1)) % len(out_shape) :]
+        return F.layer_norm(xs[0], dims, xs[1].reshape(dims), xs[2].reshape(dims), eps)
     if op == "Resize":
         return _resize(lower_resize(node, ex.g).params, xs[0], out_shape)
     if op == "Softmax":
@@ -332,7 +340,7 @@ def _reduce(node: Node, x: torch.Tensor, ex: Executor) -> torch.Tensor:
     lowering = lower_reduce if node.op.startswith("Reduce") else lower_global_pool
     p = lowering(node, ex.g).params  # (outer, reduce, inner) over the batch-1 shape
     outer, red, inner = int(p["outer"]), int(p["reduce"]), int(p["inner"])  # type: ignore[arg-type]
-    y = x.reshape(x.shape[0], outer, red, inner)
+    y = x.reshape(-1, outer, red, inner)
     return y.amax(2) if p["is_max"] else y.mean(2)
 
 

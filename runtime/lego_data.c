@@ -1,4 +1,4 @@
-/* Data movement (Concat, Pad, Transpose, Slice, Resize) and Softmax. */
+/* Data movement (Concat, Pad, Transpose, Slice, Resize), Softmax and LayerNormalization. */
 #include "lego_runtime.h"
 
 #include <math.h>
@@ -153,6 +153,25 @@ int lego_softmax_f32(const lego_softmax_params_t *p, const float *in, float *out
             }
             for (int32_t k = 0; k < n; k++) y[k * s] /= sum;
         }
+    }
+    return LEGO_OK;
+}
+
+int lego_layernorm_f32(const lego_layernorm_params_t *p, const float *in, const float *scale, const float *bias,
+                       float *out)
+{
+    if (p == NULL || in == NULL || scale == NULL || bias == NULL || out == NULL) return LEGO_ERR_NULL;
+    if (p->size <= 0) return LEGO_ERR_PARAM;
+    const int32_t n = p->size;
+    for (int32_t o = 0; o < p->outer; o++) {
+        const float *x = in + o * n;
+        float *y = out + o * n;
+        float mean = 0.0f, var = 0.0f;
+        for (int32_t i = 0; i < n; i++) mean += x[i];
+        mean /= (float)n;
+        for (int32_t i = 0; i < n; i++) var += (x[i] - mean) * (x[i] - mean);
+        const float inv = 1.0f / sqrtf(var / (float)n + p->epsilon);
+        for (int32_t i = 0; i < n; i++) y[i] = (x[i] - mean) * inv * scale[i] + bias[i];
     }
     return LEGO_OK;
 }

@@ -262,6 +262,15 @@ typedef struct {
 /* May run in place. */
 int lego_softmax_f32(const lego_softmax_params_t *p, const float *in, float *out);
 
+typedef struct {
+    int32_t outer, size; /* `outer` rows of `size` values, each normalised on its own */
+    float epsilon;
+} lego_layernorm_params_t;
+
+/* (x - mean) / sqrt(var + epsilon) * scale + bias per row, scale and bias `size` long; may run in place. */
+int lego_layernorm_f32(const lego_layernorm_params_t *p, const float *in, const float *scale, const float *bias,
+                       float *out);
+
 #ifdef __cplusplus
 }
 #endif

@@ -11,6 +11,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from lego2c.build import build_host, compile_model
 from lego2c.compress import CompressOptions
+from tests.zoo import ZOO
 
 RNG = np.random.default_rng(1234)
 
@@ -223,6 +224,10 @@ OTHER_CASES = {
                                          dict(mode="linear", coordinate_transformation_mode="pytorch_half_pixel")),
            "linear_1d": ([1, 3, 7], None, [1, 3, 12], dict(mode="linear")),
        }.items()},
+    "layernorm_channels_last": single_node_model("LayerNormalization", [1, 4, 5, 6], {"scale": w(6), "bias": w(6)},
+                                                 epsilon=1e-3),
+    "layernorm_two_axes": single_node_model("LayerNormalization", [1, 4, 5, 6], {"scale": w(5, 6), "bias": w(5, 6)},
+                                            axis=-2),
     "resize_opset10": single_node_model("Resize", [1, 2, 3, 4], {"scales": np.array([1, 1, 2, 2], np.float32)}, opset=10),
 }  # fmt: skip
 
@@ -378,6 +383,24 @@ def test_torch_executor_against_onnxruntime(case: str, tmp_path: Path) -> None:
     want = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
     with torch.no_grad():
         got = Executor(g)(torch.from_numpy(x)).numpy()
-    assert got.shape == (len(x), want.size // len(x))  # one row per input
+    assert got.shape == (1, want.size)  # one row per input (the graph's own leading dim is part of it)
     want = want.reshape(got.shape)
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5 * np.abs(want).max())
+
+
+@pytest.mark.parametrize("name", sorted(ZOO))
+def test_torch_executor_on_every_zoo_model(name: str, zoo: dict[str, Path]) -> None:
+    """A batch of 3 through the executor, against what calibration compares it with: onnxruntime's batched
+    logits (evaluate.model_outputs)."""
+    torch = pytest.importorskip("torch")
+
+    from lego2c.evaluate import model_outputs
+    from lego2c.frontend import load_model
+    from lego2c.torchexec import Executor
+
+    g = load_model(zoo[name])
+    x = np.random.default_rng(0).standard_normal((3, *ZOO[name].input_shape[1:])).astype(np.float32)
+    want = model_outputs(g, None, x)
+    with torch.no_grad():
+        got = Executor(g)(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 * np.abs(want).max())

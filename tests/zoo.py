@@ -242,6 +242,23 @@ class TinyUNet(nn.Module):
         return self.head(F.interpolate(x, size=(24, 24), mode="bilinear", align_corners=False))
 
 
+class ConvNeXtBlock(nn.Module):
+    """A ConvNeXt block: 7x7 depthwise conv, then channels-last LayerNorm, a 4x expanding Linear, GELU and a
+    Linear back (MatMuls on the last axis), added to its input; LayerNorm again before the classifier."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(3, 16, 2, stride=2)
+        self.dw = nn.Conv2d(16, 16, 7, padding=3, groups=16)
+        self.norm, self.up, self.down = nn.LayerNorm(16), nn.Linear(16, 64), nn.Linear(64, 16)
+        self.head = nn.Sequential(nn.LayerNorm(16), nn.Linear(16, 10))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stem(x)
+        y = self.down(F.gelu(self.up(self.norm(self.dw(x).permute(0, 2, 3, 1)))))
+        return self.head((x + y.permute(0, 3, 1, 2)).mean(dim=(2, 3)))
+
+
 # --------------------------------------------------------------------------------------------
 # The zoo
 
@@ -289,6 +306,9 @@ ZOO: dict[str, ZooEntry] = {
         frozenset({"Transpose", "Split", "Concat", "Conv", "BatchNormalization", "Reshape", "ReduceMean", "Gemm"}),
     ),
     "tiny_unet": ZooEntry(TinyUNet, (1, 1, 16, 16), frozenset({"Resize", "Concat", "Conv", "BatchNormalization"})),
+    "convnext_block": ZooEntry(
+        ConvNeXtBlock, (1, 3, 32, 32), frozenset({"Conv", "Transpose", "LayerNormalization", "MatMul", "Erf", "Add"})
+    ),
     "ops_mix": ZooEntry(
         OpsMix, (1, 3, 16, 16),
         frozenset({
