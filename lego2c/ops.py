@@ -156,13 +156,30 @@ def lower_gemm(node: Node, g: Graph) -> KernelCall:
 def lower_matmul(node: Node, g: Graph) -> KernelCall:
     """MatMul with a constant (K, N) right operand: the frontend stores it transposed."""
     w = g.const(node.inputs[1])
+    if w is None and g.const(node.inputs[0]) is None:
+        return _matmul_activations(node, g)
     if w is None or w.ndim != 2:
-        raise Unsupported("only MatMul with a constant 2-D right operand (a weight) is supported")
+        raise Unsupported("only MatMul with a constant 2-D right operand (a weight), or of two activations")
     k, n = w.shape
     rows = int(np.prod(g.shape(node.outputs[0]))) // n
     p = dict(rows=rows, in_features=k, out_features=n)
     return KernelCall("lego_fc_f32", "lego_fc_params_t", p, [node.inputs[0]], node.outputs,
                       weight=node.inputs[1], macs=rows * n * k)  # fmt: skip
+
+
+def _matmul_activations(node: Node, g: Graph) -> KernelCall:
+    """(..., M, K) @ (..., K, N), both computed at run time (attention); the right one's leading dims are
+    the left one's, or all 1 (one matrix for every left one)."""
+    a, b = g.shape(node.inputs[0]), g.shape(node.inputs[1])
+    if len(a) < 2 or len(b) < 2:
+        raise Unsupported("1-D operands")
+    batch, b_batch = int(np.prod(a[:-2])), int(np.prod(b[:-2]))
+    if b_batch not in (1, batch) or (b_batch == batch and len(a) != len(b)) or a[-1] != b[-2]:
+        raise Unsupported(f"shapes {list(a)} @ {list(b)} (the right operand must match or be one matrix)")
+    m, k, n = a[-2], a[-1], b[-1]
+    p = dict(batch=batch, m=m, k=k, n=n, b_batch_stride=k * n if b_batch > 1 else 0)
+    return KernelCall("lego_matmul_f32", "lego_matmul_params_t", p, list(node.inputs[:2]), node.outputs,
+                      macs=batch * m * k * n)  # fmt: skip
 
 
 # Enumerations shared with runtime/lego_runtime.h.

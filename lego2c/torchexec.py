@@ -211,6 +211,8 @@ def _run(ex: Executor, node: Node, env: dict[str, torch.Tensor], batch: int) -> 
     # into it (exporters run a Linear on a 4-D tensor as Reshape to (rows, features), Gemm, Reshape back).
     shape = ex.g.shape(node.outputs[0])
     out_shape = (batch * shape[0], *shape[1:])
+    if op == "MatMul" and node.inputs[1] not in ex.consts:  # of two activations: lower_matmul checked the shapes
+        return torch.matmul(xs[0], xs[1])
     if op in ("Conv", "Gemm", "MatMul"):
         return _weighted(ex, node, xs[0], *ex.weight(node), out_shape)
     if op in UNARY:

@@ -483,3 +483,23 @@ int lego_fc_f32(const lego_fc_params_t *p, const lego_weights_t *w, const float 
 }
 
 #endif
+
+int lego_matmul_f32(const lego_matmul_params_t *p, const float *a, const float *b, float *out)
+{
+    if (p == NULL || a == NULL || b == NULL || out == NULL) return LEGO_ERR_NULL;
+    if (p->batch < 1 || p->m < 1 || p->k < 1 || p->n < 1) return LEGO_ERR_PARAM;
+    for (int32_t t = 0; t < p->batch; t++) {
+        const float *at = a + t * p->m * p->k, *bt = b + t * p->b_batch_stride;
+        float *o = out + t * p->m * p->n;
+        for (int32_t i = 0; i < p->m; i++) {
+            for (int32_t j = 0; j < p->n; j++) o[i * p->n + j] = 0.0f;
+            /* Row i of a times b, a row of b at a time: both read in order. */
+            for (int32_t kk = 0; kk < p->k; kk++) {
+                const float av = at[i * p->k + kk];
+                const float *br = bt + kk * p->n;
+                for (int32_t j = 0; j < p->n; j++) o[i * p->n + j] += av * br[j];
+            }
+        }
+    }
+    return LEGO_OK;
+}

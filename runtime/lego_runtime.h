@@ -155,6 +155,14 @@ typedef struct {
 int lego_fc_f32(const lego_fc_params_t *p, const lego_weights_t *w, const float *in, float *out);
 int lego_fc_ref_f32(const lego_fc_params_t *p, const lego_weights_t *w, const float *in, float *out);
 
+typedef struct {
+    int32_t batch, m, k, n;
+    int32_t b_batch_stride; /* k * n, or 0: one right matrix for every left one */
+} lego_matmul_params_t;
+
+/* out[t] = a[t] (m x k) @ b[t] (k x n) for t < batch, both operands activations (attention). */
+int lego_matmul_f32(const lego_matmul_params_t *p, const float *a, const float *b, float *out);
+
 /* ---- elementwise -------------------------------------------------------- */
 
 typedef enum {

@@ -184,6 +184,16 @@ def split_model(axis: int, sizes: list[int]) -> onnx.ModelProto:
     return finish(graph)
 
 
+def self_matmul(shared_right: bool) -> onnx.ModelProto:
+    """x (1, 4, 6, 8) @ x transposed (attention scores), or @ the heads' mean transposed (one right matrix)."""
+    nodes = [helper.make_node("ReduceMean", ["x"], ["m"], axes=[1], keepdims=1)] if shared_right else []
+    nodes += [helper.make_node("Transpose", ["m" if shared_right else "x"], ["t"], perm=[0, 1, 3, 2]),
+              helper.make_node("MatMul", ["x", "t"], ["y"])]  # fmt: skip
+    graph = helper.make_graph(nodes, "t", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 6, 8])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])  # fmt: skip
+    return finish(graph)
+
+
 # Models that both the C kernels and the torch executor below are checked on.
 OTHER_CASES = {
     "clip_min_only": single_node_model("Clip", [1, 2, 3, 3], {"min": np.array(0.1, np.float32)}),
@@ -204,6 +214,8 @@ OTHER_CASES = {
     "gelu_tanh": single_node_model("Gelu", [1, 3, 5, 7], opset=20, approximate="tanh"),
     "slice_steps": single_node_model("Slice", [1, 4, 7, 6], {"starts": np.array([1, -1, 0]), "ends": np.array([4, -8, 99]),
                                                              "axes": np.array([1, 2, -1]), "steps": np.array([1, -2, 2])}),
+    "matmul_activations": self_matmul(False),
+    "matmul_one_right_matrix": self_matmul(True),
     "split_channels": split_model(1, [1, 2, 3]),
     "split_last_axis": split_model(3, [2, 3]),
     **{f"resize_{k}": single_node_model("Resize", shape, {"scales": np.array(scales, np.float32)} if scales else

@@ -259,6 +259,31 @@ class ConvNeXtBlock(nn.Module):
         return self.head((x + y.permute(0, 3, 1, 2)).mean(dim=(2, 3)))
 
 
+class TinyViT(nn.Module):
+    """A one-block vision transformer: 4x4 patches as tokens, pre-norm self-attention with two heads
+    (MatMuls of activations, Softmax), a GELU MLP, then the mean token to the classifier."""
+
+    def __init__(self, dim: int = 16, heads: int = 2) -> None:
+        super().__init__()
+        self.heads = heads
+        self.patch = nn.Conv2d(1, dim, 4, stride=4)
+        self.norm1, self.proj = nn.LayerNorm(dim), nn.Linear(dim, dim)
+        self.q, self.k, self.v = nn.Linear(dim, dim), nn.Linear(dim, dim), nn.Linear(dim, dim)
+        self.norm2 = nn.LayerNorm(dim)
+        self.mlp = nn.Sequential(nn.Linear(dim, 2 * dim), nn.GELU(), nn.Linear(2 * dim, dim))
+        self.fc = nn.Linear(dim, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        t = self.patch(x).flatten(2).transpose(1, 2)  # (n, tokens, dim)
+        n, tokens, dim = t.shape
+        h = self.norm1(t)
+        q, k, v = (f(h).reshape(n, tokens, self.heads, dim // self.heads).transpose(1, 2) for f in (self.q, self.k, self.v))
+        att = torch.softmax(q @ k.transpose(-2, -1) / (dim // self.heads) ** 0.5, dim=-1)
+        t = t + self.proj((att @ v).transpose(1, 2).reshape(n, tokens, dim))
+        t = t + self.mlp(self.norm2(t))
+        return self.fc(t.mean(dim=1))
+
+
 # --------------------------------------------------------------------------------------------
 # The zoo
 
@@ -309,6 +334,7 @@ ZOO: dict[str, ZooEntry] = {
     "convnext_block": ZooEntry(
         ConvNeXtBlock, (1, 3, 32, 32), frozenset({"Conv", "Transpose", "LayerNormalization", "MatMul", "Erf", "Add"})
     ),
+    "tiny_vit": ZooEntry(TinyViT, (1, 1, 16, 16), frozenset({"LayerNormalization", "MatMul", "Softmax", "Transpose"})),
     "ops_mix": ZooEntry(
         OpsMix, (1, 3, 16, 16),
         frozenset({
