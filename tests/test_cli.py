@@ -275,7 +275,7 @@ def test_interrupted_build_leaves_the_old_output(zoo: dict[str, Path], tmp_path:
 
     Ctrl-C is held back while the finished output is swapped in (that must not stop half-way), so a
     press that lands then lets the build finish: the new output is whole. The old one must survive
-    at least one of three presses that land earlier.
+    at least one of five presses that land earlier (on a loaded CI machine three all once landed late).
     """
     import signal
     import time
@@ -283,7 +283,7 @@ def test_interrupted_build_leaves_the_old_output(zoo: dict[str, Path], tmp_path:
     out = tmp_path / "fw"
     assert lego2c("build", zoo["cnn"], "--recipe", "safe", "-o", out).returncode == 0
     kept = 0
-    for _ in range(3):
+    for _ in range(5):
         before = _tree_hash(out)
         # A job started in the background inherits SIGINT ignored; a user's terminal has it on.
         proc = subprocess.Popen([sys.executable, "-m", "lego2c", "build", zoo["mobilenetv1"], "--recipe", "safe",
