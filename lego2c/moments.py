@@ -14,7 +14,7 @@ import numpy as np
 from scipy.special import ndtr
 
 from .ir import Graph, Node
-from .ops import lower_reduce, lower_unary, slice_starts_steps, transpose_perm
+from .ops import lower_reduce, lower_unary, slice_indices, transpose_perm
 
 Moments = tuple[np.ndarray, np.ndarray]  # per-channel mean and variance (or per element: see _moved)
 
@@ -71,9 +71,8 @@ def _moved(g: Graph, n: Node, src: Moments) -> Moments | None:
         if n.op == "Transpose":
             full = full.transpose([p - 1 for p in transpose_perm(n, g)[1:]])
         elif n.op == "Slice":
-            starts, steps = slice_starts_steps(n, g)
-            for d in range(1, len(starts)):
-                full = np.take(full, starts[d] + steps[d] * np.arange(out[d - 1]), axis=d - 1)
+            for axis, kept in enumerate(slice_indices(n, g)):
+                full = np.take(full, kept, axis=axis)
         moved.append(np.ascontiguousarray(full).reshape(out))
     first = tuple(a.reshape(a.shape[0], -1)[:, 0] for a in moved)
     if all(np.all(a == f.reshape(f.shape + (1,) * (a.ndim - 1))) for a, f in zip(moved, first)):

@@ -425,6 +425,13 @@ def slice_starts_steps(node: Node, g: Graph) -> tuple[list[int], list[int]]:
     return first, every
 
 
+def slice_indices(node: Node, g: Graph) -> list[np.ndarray]:
+    """The input positions a Slice keeps, per axis after the batch axis."""
+    starts, steps = slice_starts_steps(node, g)
+    out = g.shape(node.outputs[0])
+    return [starts[d] + steps[d] * np.arange(out[d]) for d in range(1, len(starts))]
+
+
 def lower_slice(node: Node, g: Graph) -> KernelCall:
     starts, steps = slice_starts_steps(node, g)
     return _strided_copy(node, g, list(range(len(starts))), starts, steps)

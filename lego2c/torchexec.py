@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from .compress import CompressedModel, _untile, weighted_nodes
 from .ir import Graph, Node
 from .ops import (BINARY, GELU_TANH, UNARY, _pads_2d, lower_global_pool, lower_layernorm, lower_pad, lower_reduce,
-                  lower_resize, lower_unary, overhang, slice_starts_steps, transpose_perm)
+                  lower_resize, lower_unary, overhang, slice_indices, transpose_perm)
 
 Hook = Callable[[Node, torch.Tensor], torch.Tensor]
 
@@ -235,10 +235,9 @@ def _run(ex: Executor, node: Node, env: dict[str, torch.Tensor], batch: int) -> 
     if op == "Transpose":
         return xs[0].permute(transpose_perm(node, ex.g))
     if op == "Slice":  # the batch axis is never sliced (slice_starts_steps)
-        starts, steps = slice_starts_steps(node, ex.g)
         y = xs[0]
-        for d in range(1, len(starts)):
-            y = y.index_select(d, torch.arange(starts[d], starts[d] + steps[d] * out_shape[d], steps[d]))
+        for axis, kept in enumerate(slice_indices(node, ex.g), start=1):
+            y = y.index_select(axis, torch.from_numpy(kept))
         return y
     if op == "LayerNormalization":  # lower_layernorm: axis >= 1, scale and bias of the normalised size
         eps = float(lower_layernorm(node, ex.g).params["epsilon"])  # type: ignore[arg-type]
