@@ -25,6 +25,7 @@ from .compress import CompressedModel, reconstructed_weights
 from .errors import UsageError
 from .evaluate import check_inputs, model_outputs
 from .ir import Graph, Node
+from .ops import CONV_OPS
 
 STEPS = 3500  # distillation steps: with the search, under 3 minutes for ResNet-8 on 2 quiet cores
 BATCH = 32
@@ -128,8 +129,8 @@ class LayerBiasCorrection:
 
 
 def _channel_mean(y, node_op: str):  # type: ignore[no-untyped-def]
-    """Mean of a layer's output per output channel: axis 1 for Conv, the last axis otherwise."""
-    if node_op == "Conv":
+    """Mean of a layer's output per output channel: axis 1 for convolutions, the last axis otherwise."""
+    if node_op in CONV_OPS:
         return y.transpose(0, 1).reshape(y.shape[1], -1).mean(1)
     return y.reshape(-1, y.shape[-1]).mean(0)
 
@@ -155,7 +156,7 @@ def _correct_biases(torch, original, compressed, x) -> None:  # type: ignore[no-
                 return y
             delta = means[node.name] - _channel_mean(y, node.op)
             bias += delta
-            return y + (delta.reshape(1, -1, *([1] * (y.ndim - 2))) if node.op == "Conv" else delta)
+            return y + (delta.reshape(1, -1, *([1] * (y.ndim - 2))) if node.op in CONV_OPS else delta)
 
         compressed(x, hook=correct)
 

@@ -25,9 +25,9 @@ from sklearn.cluster import KMeans
 from .errors import UsageError
 from .ir import Graph, Node
 from .moments import activation_moments, mean_response
+from .ops import CONV_OPS, WEIGHTED_OPS
 from .packing import pack_indices
 
-WEIGHTED_OPS = ("Conv", "Gemm", "MatMul")
 FIT_SAMPLE = 65536  # k-means is fitted on at most this many tiles, then every tile is assigned
 ASSIGN_CHUNK = 65536
 DTYPES = {"f32": np.float32, "f16": np.float16, "i8": np.int8}
@@ -212,16 +212,30 @@ def weight_matrix(node: Node, g: Graph) -> np.ndarray:
     assert w is not None
     if node.op == "MatMul":  # stored (K, N): out features are columns
         return np.ascontiguousarray(w.T)
+    if node.op == "ConvTranspose":  # (in, out/groups, *kernel): rows are out channels, as for a Conv
+        groups, cin_g, cout_g, *kernel = _transposed_groups(node, w.shape)
+        flipped = np.flip(w.reshape(groups, cin_g, cout_g, *kernel).swapaxes(1, 2), tuple(range(3, 3 + len(kernel))))
+        return np.ascontiguousarray(flipped).reshape(groups * cout_g, -1)
     return w.reshape(w.shape[0], -1)
 
 
 def from_matrix(node: Node, m: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     """Inverse of `weight_matrix`."""
+    if node.op == "ConvTranspose":
+        groups, cin_g, cout_g, *kernel = _transposed_groups(node, shape)
+        m = np.flip(m.reshape(groups, cout_g, cin_g, *kernel), tuple(range(3, 3 + len(kernel)))).swapaxes(1, 2)
     return np.ascontiguousarray(m.T if node.op == "MatMul" else m.reshape(shape), dtype=np.float32)
 
 
+def _transposed_groups(node: Node, shape: tuple[int, ...]) -> tuple[int, ...]:
+    """A ConvTranspose weight's shape by group: (groups, in/groups, out/groups, *kernel). Its matrix holds the
+    kernel flipped, so that a column is what the equivalent Conv over the zero-inserted input multiplies."""
+    groups = int(node.attrs.get("group", 1))
+    return (groups, shape[0] // groups, *shape[1:])
+
+
 def bias_of(node: Node, g: Graph) -> np.ndarray | None:
-    if node.op in ("Conv", "Gemm") and len(node.inputs) > 2 and node.inputs[2]:
+    if node.op in (*CONV_OPS, "Gemm") and len(node.inputs) > 2 and node.inputs[2]:
         b = g.const(node.inputs[2])
         return None if b is None else b.reshape(-1).astype(np.float32)
     return None
@@ -406,7 +420,7 @@ def compress(g: Graph, opts: CompressOptions, progress: bool = True) -> Compress
             lw.rel_error = relative_error(approx, exact)
         if lw.bias is not None and node.inputs[0] in moments and lw.rel_error > 0:
             # The mean output shift the approximation causes, taken back by the bias.
-            shift = mean_response(node, from_matrix(node, approx - exact, lw.shape), moments[node.inputs[0]][0])
+            shift = mean_response(g, node, from_matrix(node, approx - exact, lw.shape), moments[node.inputs[0]][0])
             lw.bias = as_stored(lw.bias - shift, lw.side_dtype)
             result.bias_corrected += 1
     return result

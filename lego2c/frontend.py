@@ -356,7 +356,7 @@ def _refuse_unusable_weights(g: Graph) -> None:
     """NaN or Inf in a weight (often from folding a BN with a negative variance) cannot be clustered, nor can
     values whose squares overflow float32: clustering and its error measures sum squares."""
     for n in g.nodes:
-        w = g.const(n.inputs[1]) if n.op in ("Conv", "Gemm", "MatMul") and len(n.inputs) > 1 else None
+        w = g.const(n.inputs[1]) if n.op in ops.WEIGHTED_OPS and len(n.inputs) > 1 else None
         if w is None or w.dtype.kind != "f" or not w.size:
             continue
         if not np.isfinite(w).all():
@@ -447,7 +447,7 @@ def _fold_batchnorm(g: Graph) -> None:
         prev = g.producer(bn.inputs[0])
         foldable = (
             prev is not None
-            and prev.op in ("Conv", "Gemm")
+            and prev.op in (*ops.CONV_OPS, "Gemm")
             and g.const(prev.inputs[1]) is not None
             and len(g.consumers(bn.inputs[0])) == 1
             and bn.inputs[0] not in g.outputs
@@ -455,7 +455,11 @@ def _fold_batchnorm(g: Graph) -> None:
         if foldable:
             assert prev is not None
             w = g.const(prev.inputs[1])
-            w = w * s.reshape((-1,) + (1,) * (w.ndim - 1))  # type: ignore[operator, union-attr]
+            if prev.op == "ConvTranspose":  # (in, out/groups, ...): out channel o of group k is k * out/groups + o
+                groups = int(prev.attrs.get("group", 1))
+                w = (w.reshape(groups, -1, *w.shape[1:]) * s.reshape(groups, 1, -1, *[1] * (w.ndim - 2))).reshape(w.shape)
+            else:
+                w = w * s.reshape((-1,) + (1,) * (w.ndim - 1))  # type: ignore[operator, union-attr]
             old_b = g.const(prev.inputs[2]) if len(prev.inputs) > 2 and prev.inputs[2] else None
             new_b = b + (old_b * s if old_b is not None else 0)
             _set_private_const(g, prev, 1, w.astype(np.float32))

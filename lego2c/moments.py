@@ -14,7 +14,7 @@ import numpy as np
 from scipy.special import ndtr
 
 from .ir import Graph, Node
-from .ops import lower_reduce, lower_unary, slice_indices, transpose_perm
+from .ops import CONV_OPS, lower_reduce, lower_unary, slice_indices, transpose_perm
 
 Moments = tuple[np.ndarray, np.ndarray]  # per-channel mean and variance (or per element: see _moved)
 
@@ -41,21 +41,25 @@ def _clipped(mean: np.ndarray, var: np.ndarray, lo: float, hi: float) -> Moments
     return m1, np.maximum(m2 - m1 * m1, 0.0)
 
 
-def mean_response(n: Node, w: np.ndarray, mean: np.ndarray) -> np.ndarray:
-    """Each output channel's mean when a Conv or Gemm with weight `w` (ONNX shape, no bias) reads
-    inputs whose channels have means `mean`: exact, padding aside."""
-    groups = int(n.attrs.get("group", 1)) if n.op == "Conv" else 1
+def mean_response(g: Graph, n: Node, w: np.ndarray, mean: np.ndarray) -> np.ndarray:
+    """Each output channel's mean when a Conv, ConvTranspose or Gemm with weight `w` (ONNX shape, no bias)
+    reads inputs whose channels have means `mean`: exact, padding aside."""
+    groups = int(n.attrs.get("group", 1)) if n.op in CONV_OPS else 1
+    if n.op == "ConvTranspose":  # (in, out/groups, taps): each input pixel reaches one output pixel per tap
+        w = w.astype(np.float64).reshape(groups, w.shape[0] // groups, w.shape[1], -1)
+        spread = np.prod(g.shape(n.inputs[0])[2:]) / np.prod(g.shape(n.outputs[0])[2:])
+        return (w * mean.reshape(groups, -1, 1, 1)).sum((1, 3)).reshape(-1) * spread
     w = w.astype(np.float64).reshape(groups, w.shape[0] // groups, w.shape[1], -1)  # (group, out, in, taps)
     return (w * mean.reshape(groups, 1, -1, 1)).sum((2, 3)).reshape(-1)
 
 
 def _linear(g: Graph, n: Node, mean: np.ndarray, var: np.ndarray) -> Moments:
-    """Through a Conv or Gemm without a BatchNorm after it. The variance takes the inputs as
+    """Through a Conv, ConvTranspose or Gemm without a BatchNorm after it. The variance takes the inputs as
     independent, an approximation that only the next ReLU's mean sees."""
     w = g.const(n.inputs[1])
     assert w is not None
     b = g.const(n.inputs[2]).reshape(-1) if len(n.inputs) > 2 and n.inputs[2] else 0.0  # type: ignore[union-attr]
-    return mean_response(n, w, mean) + b, mean_response(n, np.square(w.astype(np.float64)), var)
+    return mean_response(g, n, w, mean) + b, mean_response(g, n, np.square(w.astype(np.float64)), var)
 
 
 def _moved(g: Graph, n: Node, src: Moments) -> Moments | None:
@@ -109,7 +113,7 @@ def activation_moments(g: Graph) -> dict[str, Moments]:
             known[out] = src[0]
         elif n.op in MOVES and (moved := _moved(g, n, src[0])) is not None:
             known[out] = moved
-        elif n.op in ("Conv", "Gemm") and g.const(n.inputs[1]) is not None:
+        elif n.op in (*CONV_OPS, "Gemm") and g.const(n.inputs[1]) is not None:
             known[out] = _linear(g, n, *src[0])
         elif n.op == "Concat" and int(n.attrs["axis"]) % len(g.shape(out)) == 1 and all(
                 s is not None and s[0].ndim == 1 for s in src):

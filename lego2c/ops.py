@@ -15,6 +15,8 @@ import numpy as np
 from .ir import Graph, Node
 
 MAX_DIMS = 6  # must match LEGO_MAX_DIMS in runtime/lego_runtime.h
+WEIGHTED_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")  # a constant input 1 is a weight, to cluster
+CONV_OPS = ("Conv", "ConvTranspose")  # output channels on axis 1
 
 
 class Unsupported(Exception):
@@ -96,21 +98,52 @@ def _window(node: Node, g: Graph, kernel: list[int]) -> dict[str, int]:
     )  # fmt: skip
 
 
-def lower_conv(node: Node, g: Graph) -> KernelCall:
+def _conv_shapes(node: Node, g: Graph) -> tuple[np.ndarray, tuple[int, int, int], tuple[int, int, int], int]:
+    """A (transposed) convolution's weight, (C, H, W) in and out, and groups."""
     w = g.const(node.inputs[1])
     if w is None:
         raise Unsupported("the weight must be a constant")
     if w.ndim not in (3, 4):
         raise Unsupported(f"only 1-D and 2-D convolutions are supported (weight rank {w.ndim})")
-    c, h, wd = _spatial(g, node.inputs[0])
-    oc, oh, ow = _spatial(g, node.outputs[0])
-    groups = int(node.attrs.get("group", 1))
+    return w, _spatial(g, node.inputs[0]), _spatial(g, node.outputs[0]), int(node.attrs.get("group", 1))
+
+
+def lower_conv(node: Node, g: Graph) -> KernelCall:
+    w, (c, h, wd), (oc, oh, ow), groups = _conv_shapes(node, g)
     if groups <= 0 or c % groups or oc % groups:
         raise Unsupported(f"group={groups} does not divide {c} input and {oc} output channels")
     p = dict(in_c=c, in_h=h, in_w=wd, out_c=oc, out_h=oh, out_w=ow, groups=groups)
     p |= _window(node, g, list(w.shape[2:]))
     macs = oc * oh * ow * int(np.prod(w.shape[1:]))
     return KernelCall("lego_conv2d_f32", "lego_conv2d_params_t", p, [node.inputs[0]], node.outputs,
+                      weight=node.inputs[1], macs=macs)  # fmt: skip
+
+
+def lower_conv_transpose(node: Node, g: Graph) -> KernelCall:
+    """ConvTranspose, 1-D or 2-D. Its ONNX weight (in, out/groups, kh, kw) is clustered in a Conv's
+    orientation (`compress.weight_matrix`), which the kernel reads."""
+    w, (c, h, wd), (oc, oh, ow), groups = _conv_shapes(node, g)
+    if groups <= 0 or c % groups or c != w.shape[0] or oc != w.shape[1] * groups:
+        raise Unsupported(f"group={groups} does not fit {c} input and {oc} output channels")
+    kernel = list(w.shape[2:])
+    nsp = len(kernel)
+    strides, dil = _ints(node.attrs.get("strides"), nsp, 1), _ints(node.attrs.get("dilations"), nsp, 1)
+    adj = _ints(node.attrs.get("output_padding"), nsp, 0)
+    auto = _text(node, "auto_pad", "NOTSET")
+    if auto in ("SAME_UPPER", "SAME_LOWER") or "output_shape" in node.attrs:
+        # As onnxruntime pads: the total the output size leaves, the odd one at the end for SAME_UPPER only.
+        ins, outs = g.shape(node.inputs[0])[2:], g.shape(node.outputs[0])[2:]
+        totals = [max((ins[i] - 1) * strides[i] + adj[i] + (kernel[i] - 1) * dil[i] + 1 - outs[i], 0) for i in range(nsp)]
+        begin = [t // 2 if auto == "SAME_UPPER" else t - t // 2 for t in totals]
+    else:
+        begin = [0] * nsp if auto == "VALID" else _ints(node.attrs.get("pads"), 2 * nsp, 0)[:nsp]
+    if nsp == 1:
+        kernel, strides, dil, begin = [1, *kernel], [1, *strides], [1, *dil], [0, *begin]
+    p = dict(in_c=c, in_h=h, in_w=wd, out_c=oc, out_h=oh, out_w=ow, groups=groups, k_h=kernel[0], k_w=kernel[1],
+             stride_h=strides[0], stride_w=strides[1], dil_h=dil[0], dil_w=dil[1], pad_top=begin[0],
+             pad_left=begin[1])  # fmt: skip
+    macs = h * wd * int(np.prod(w.shape))
+    return KernelCall("lego_conv_transpose2d_f32", "lego_conv2d_params_t", p, [node.inputs[0]], node.outputs,
                       weight=node.inputs[1], macs=macs)  # fmt: skip
 
 
@@ -507,6 +540,7 @@ def lower_layernorm(node: Node, g: Graph) -> KernelCall:
 
 LOWERINGS: dict[str, Callable[[Node, Graph], KernelCall]] = {
     "Conv": lower_conv,
+    "ConvTranspose": lower_conv_transpose,
     "Gemm": lower_gemm,
     "MatMul": lower_matmul,
     **{op: lower_unary for op in UNARY},

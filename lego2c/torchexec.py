@@ -14,10 +14,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .compress import CompressedModel, _untile, weighted_nodes
+from .compress import CompressedModel, _transposed_groups, _untile, weighted_nodes
 from .ir import Graph, Node
-from .ops import (BINARY, GELU_TANH, UNARY, _pads_2d, lower_global_pool, lower_layernorm, lower_pad, lower_reduce,
-                  lower_resize, lower_unary, overhang, slice_indices, transpose_perm)
+from .ops import (BINARY, CONV_OPS, GELU_TANH, UNARY, WEIGHTED_OPS, _pads_2d, lower_conv_transpose, lower_global_pool,
+                  lower_layernorm, lower_pad, lower_reduce, lower_resize, lower_unary, overhang, slice_indices,
+                  transpose_perm)
 
 Hook = Callable[[Node, torch.Tensor], torch.Tensor]
 
@@ -117,6 +118,9 @@ class Executor:
             return self.consts[w_name], self.consts.get(b_name) if b_name else None
         m = self.params.weight(w_name)
         shape = self.g.shape(w_name)
+        if node.op == "ConvTranspose":  # compress.from_matrix, in torch
+            groups, cin_g, cout_g, *kernel = _transposed_groups(node, shape)
+            m = m.reshape(groups, cout_g, cin_g, *kernel).flip(list(range(3, 3 + len(kernel)))).transpose(1, 2)
         w = m.T if node.op == "MatMul" else m.reshape(shape)
         return w, self.params.bias(w_name)
 
@@ -132,7 +136,7 @@ class Executor:
         env: dict[str, torch.Tensor] = {self.g.inputs[0]: x}
         batch = x.shape[0] // self.g.shape(self.g.inputs[0])[0]
         for i, node in enumerate(self.nodes):
-            weighted = node.op in ("Conv", "Gemm", "MatMul") and node.inputs[1] in self.consts
+            weighted = node.op in WEIGHTED_OPS and node.inputs[1] in self.consts
             if weighted and on_input is not None:
                 on_input(node, env[node.inputs[0]])
             y = _run(self, node, env, batch)
@@ -155,12 +159,16 @@ def linear(ex: Executor, node: Node, x: torch.Tensor, w: torch.Tensor) -> torch.
 def columns(ex: Executor, node: Node, x: torch.Tensor) -> torch.Tensor:
     """A weighted node's input as the rows its weight matrix multiplies: (positions, reduction).
 
-    For a Conv this is im2col in the (ci, kh, kw) order of `compress.weight_matrix` (one group).
+    For a Conv this is im2col in the (ci, kh, kw) order of `compress.weight_matrix` (one group); for a
+    ConvTranspose, the same of the Conv it equals: over the input with zeros inserted, the kernel flipped.
     """
-    if node.op != "Conv":
+    if node.op not in CONV_OPS:
         return x.reshape(-1, x.shape[-1])
     kernel = list(ex.g.shape(node.inputs[1])[2:])
-    strides, pads = _pads(node, ex, kernel)
+    if node.op == "ConvTranspose":
+        x, strides, pads = _zero_inserted(ex, node, x), [1] * len(kernel), [0] * 2 * len(kernel)
+    else:
+        strides, pads = _pads(node, ex, kernel)
     dil = _ints(node, "dilations", len(kernel), 1)
     x = F.pad(x, pads)
     if len(kernel) == 1:
@@ -180,10 +188,42 @@ def _weighted(ex: Executor, node: Node, x: torch.Tensor, w: torch.Tensor, b: tor
         if pads[0::2] == pads[1::2]:  # symmetric: the conv pads inside, without copying its input
             return conv(x, w, b, strides, pads[-2::-2], dil, group)
         return conv(F.pad(x, pads), w, b, strides, 0, dil, group)
+    if node.op == "ConvTranspose":
+        p = lower_conv_transpose(node, ex.g).params
+        one_d = w.ndim == 3
+        conv = F.conv_transpose1d if one_d else F.conv_transpose2d
+        strides, dil = _window_axes(p, "stride", one_d), _window_axes(p, "dil", one_d)
+        y = conv(x, w, None, strides, 0, 0, int(node.attrs.get("group", 1)), dil)
+        # torch pads both sides alike and ONNX need not: crop the begin pads, then cut or extend to the size
+        begin = [int(p["pad_left"])] + ([] if one_d else [int(p["pad_top"])])
+        y = F.pad(y, [v for d, lo in zip(range(y.ndim - 1, 1, -1), begin) for v in (-lo, out_shape[d] - y.shape[d] + lo)])
+        return y if b is None else y + b.reshape(-1, *[1] * (y.ndim - 2))
     if node.op == "Gemm":
         y = x.reshape(out_shape[0], -1, w.shape[1]) @ w.T
         return (y if b is None else y + b).reshape(out_shape)
     return x @ w  # MatMul
+
+
+def _window_axes(p: dict[str, int | float | list[int]], key: str, one_d: bool) -> list[int]:
+    """A 2-D kernel parameter pair (`key`_h, `key`_w), or just _w for 1-D."""
+    return [int(p[f"{key}_w"])] if one_d else [int(p[f"{key}_h"]), int(p[f"{key}_w"])]  # type: ignore[arg-type]
+
+
+def _zero_inserted(ex: Executor, node: Node, x: torch.Tensor) -> torch.Tensor:
+    """A ConvTranspose's input with stride - 1 zeros between pixels, padded so that the Conv of its flipped
+    kernel (stride 1) gives the ConvTranspose's output."""
+    p = lower_conv_transpose(node, ex.g).params
+    one_d = x.ndim == 3
+    strides, kernel, dil = (_window_axes(p, k, one_d) for k in ("stride", "k", "dil"))
+    z = x.new_zeros(*x.shape[:2], *[(n - 1) * s + 1 for n, s in zip(x.shape[2:], strides)])
+    z[(slice(None), slice(None), *(slice(None, None, s) for s in strides))] = x
+    begin = [int(p["pad_top"]), int(p["pad_left"])][-len(strides) :]
+    out = ex.g.shape(node.outputs[0])[2:]
+    pads = []
+    for d in range(len(strides) - 1, -1, -1):  # F.pad order: the last axis first
+        lo = dil[d] * (kernel[d] - 1) - begin[d]
+        pads += [lo, out[d] + dil[d] * (kernel[d] - 1) - z.shape[2 + d] - lo]
+    return F.pad(z, pads)
 
 
 def _value(ex: Executor, env: dict[str, torch.Tensor], name: str) -> torch.Tensor:
@@ -213,7 +253,7 @@ def _run(ex: Executor, node: Node, env: dict[str, torch.Tensor], batch: int) -> 
     out_shape = (batch * shape[0], *shape[1:])
     if op == "MatMul" and node.inputs[1] not in ex.consts:  # of two activations: lower_matmul checked the shapes
         return torch.matmul(xs[0], xs[1])
-    if op in ("Conv", "Gemm", "MatMul"):
+    if op in WEIGHTED_OPS:
         return _weighted(ex, node, xs[0], *ex.weight(node), out_shape)
     if op in UNARY:
         return _unary(node, xs, ex)

@@ -141,6 +141,10 @@ int lego_conv2d_f32(const lego_conv2d_params_t *p, const lego_weights_t *w, cons
 int lego_conv2d_ref_f32(const lego_conv2d_params_t *p, const lego_weights_t *w, const float *in,
                         const float *residual, float *out, float *scratch);
 
+/* NCHW transposed convolution (ConvTranspose, batch 1) with the same parameters: in_* and out_*
+ * are its own input and output; pad_top and pad_left are ONNX's begin pads. */
+int lego_conv_transpose2d_f32(const lego_conv2d_params_t *p, const lego_weights_t *w, const float *in, float *out);
+
 /* Padded planes the blocked kernel needs for this conv, or -1 if it does not block it (the
  * reference runs). The compiler sizes scratch with the same rule (ops.conv_scratch_floats). */
 int32_t lego_conv_scratch_planes(const lego_conv2d_params_t *p);

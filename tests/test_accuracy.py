@@ -23,6 +23,7 @@ from lego2c.compress import DEFAULT_RECIPE, RECIPES, as_stored
 from lego2c.datasets import load_dataset
 from lego2c.evaluate import evaluate
 from lego2c.report import sizes
+from lego2c.verify import run_onnx
 
 ROOT = Path(__file__).resolve().parents[1]
 needs_fmnist = pytest.mark.skipif(not datasets.FASHION_MNIST_DIR.is_dir(), reason="apt-get install dataset-fashion-mnist")
@@ -124,7 +125,7 @@ def moments_checked(model: Path, x: np.ndarray) -> list[str]:
     g = load_model(model)
     moments = activation_moments(g)
     checked = []
-    for n in [n for n in g.nodes if n.op in ("Conv", "Gemm") and n.inputs[0] in moments]:
+    for n in [n for n in g.nodes if n.op in ("Conv", "ConvTranspose", "Gemm") and n.inputs[0] in moments]:
         m = g.to_onnx()
         m.graph.output.append(onnx_value(n.inputs[0], g))
         sess = ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"])
@@ -143,10 +144,11 @@ def test_batchnorm_moments_predict_real_activation_means(digits_model: Path) -> 
     assert len(checked) == 1  # the second conv: the first reads the raw image, the classifier a flattened map
 
 
-@pytest.mark.parametrize("name, reached", [("nhwc_shuffle", 3), ("tiny_unet", 3)])
+@pytest.mark.parametrize("name, reached", [("nhwc_shuffle", 3), ("tiny_unet", 3), ("deconv_segmenter", 4)])
 def test_moments_follow_moved_and_resized_channels(name: str, reached: int, tmp_path: Path) -> None:
     """Channels split, concatenated, shuffled by Reshape-Transpose-Reshape and averaged by ReduceMean
-    (a ShuffleNetV2 unit), or upsampled by Resize and concatenated with a skip (a U-Net): the moments
+    (a ShuffleNetV2 unit), upsampled by Resize and concatenated with a skip (a U-Net), or by transposed
+    convolutions with BatchNorms folded into them: the moments
     follow them to every layer but the first, which reads the input. The zoo model's BatchNorm statistics
     are gathered again on standard normal inputs after its random affines are set (as training leaves
     them), so those inputs are its training data."""
@@ -166,6 +168,22 @@ def test_moments_follow_moved_and_resized_channels(name: str, reached: int, tmp_
     export(name, tmp_path / "m.onnx", model.eval())
     x = np.random.default_rng(0).standard_normal((200, *ZOO[name].input_shape[1:])).astype(np.float32)
     assert len(moments_checked(tmp_path / "m.onnx", x)) == reached
+
+
+def test_mean_response_of_a_transposed_convolution_is_exact_without_padding(tmp_path: Path) -> None:
+    """A grouped, strided ConvTranspose without pads keeps every contribution: the mean of each output
+    channel over its pixels is exactly what `mean_response` predicts from the input channels' means."""
+    from lego2c.frontend import load_model
+    from lego2c.moments import mean_response
+    from tests.test_ops import conv_transpose_model
+
+    onnx.save(conv_transpose_model("groups", bias=False), str(tmp_path / "m.onnx"))
+    g = load_model(tmp_path / "m.onnx")
+    n = g.nodes[0]
+    mean = np.linspace(-1.0, 2.0, g.shape(n.inputs[0])[1])
+    x = np.broadcast_to(mean[None, :, None, None], g.shape(n.inputs[0])).astype(np.float32)
+    real = run_onnx(tmp_path / "m.onnx", x)[0].mean(axis=(1, 2))
+    np.testing.assert_allclose(mean_response(g, n, g.const(n.inputs[1]), mean), real, rtol=1e-5)
 
 
 def test_calibration_distils_a_model_whose_output_is_an_image(zoo: dict[str, Path]) -> None:

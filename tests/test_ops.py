@@ -91,6 +91,37 @@ def test_conv(case: str, plan: str, cflags: str, tmp_path: Path) -> None:
     check(single_node_model("Conv", c["in_shape"], consts, **c["attrs"]), tmp_path, plan, cflags)
 
 
+# Weight shapes are ONNX's (in, out/groups, *kernel).
+CONV_TRANSPOSE_CASES = {
+    "dcgan_k4s2p1": dict(in_shape=[1, 4, 5, 6], w=(4, 3, 4, 4), attrs=dict(strides=[2, 2], pads=[1, 1, 1, 1])),
+    "output_padding": dict(in_shape=[1, 3, 5, 5], w=(3, 5, 3, 3),
+                           attrs=dict(strides=[2, 2], pads=[1, 1, 1, 1], output_padding=[1, 1])),
+    "asymmetric_dilated": dict(in_shape=[1, 2, 6, 7], w=(2, 4, 3, 2),
+                               attrs=dict(strides=[3, 2], dilations=[2, 1], pads=[0, 1, 2, 0])),
+    "groups": dict(in_shape=[1, 6, 4, 4], w=(6, 2, 3, 3), attrs=dict(group=3, strides=[2, 2])),
+    "depthwise": dict(in_shape=[1, 4, 5, 5], w=(4, 1, 3, 3),
+                      attrs=dict(group=4, strides=[2, 2], pads=[1, 1, 1, 1], output_padding=[1, 1])),
+    "same_upper": dict(in_shape=[1, 3, 5, 6], w=(3, 2, 3, 3), attrs=dict(strides=[2, 2], auto_pad="SAME_UPPER")),
+    "same_lower": dict(in_shape=[1, 3, 5, 6], w=(3, 2, 3, 3), attrs=dict(strides=[2, 2], auto_pad="SAME_LOWER")),
+    "output_shape": dict(in_shape=[1, 3, 4, 4], w=(3, 2, 3, 3), attrs=dict(strides=[2, 2], output_shape=[9, 8])),
+    "stride1": dict(in_shape=[1, 8, 6, 6], w=(8, 8, 3, 3), attrs=dict(pads=[1, 1, 1, 1])),
+    "one_d": dict(in_shape=[1, 4, 9], w=(4, 6, 5), attrs=dict(strides=[3], pads=[1, 2])),
+}
+
+
+def conv_transpose_model(case: str, bias: bool = True) -> onnx.ModelProto:
+    c = CONV_TRANSPOSE_CASES[case]
+    groups = int(c["attrs"].get("group", 1))
+    consts = {"W": w(*c["w"])} | ({"B": w(c["w"][1] * groups)} if bias else {})
+    return single_node_model("ConvTranspose", c["in_shape"], consts, **c["attrs"])
+
+
+@pytest.mark.parametrize("plan", sorted(PLANS))
+@pytest.mark.parametrize("case", sorted(CONV_TRANSPOSE_CASES))
+def test_conv_transpose(case: str, plan: str, tmp_path: Path) -> None:
+    check(conv_transpose_model(case, bias=case != "stride1"), tmp_path, plan)
+
+
 @pytest.mark.parametrize("plan", sorted(PLANS))
 @pytest.mark.parametrize(
     "trans_a, trans_b, alpha, beta, bias_shape",
@@ -366,6 +397,7 @@ def test_conv_with_residual_add_is_fused(plan: str, conv_first: bool, tmp_path: 
 TORCH_CASES = {
     **{f"conv_{k}": single_node_model("Conv", c["in_shape"], {"W": w(*c["w"]), "B": w(c["w"][0])}, **c["attrs"])
        for k, c in CONV_CASES.items()},
+    **{f"conv_transpose_{k}": conv_transpose_model(k) for k in CONV_TRANSPOSE_CASES},
     **{f"unary_{op}": single_node_model(op, [1, 3, 5, 7], consts, **attrs) for op, (attrs, consts) in UNARY_CASES.items()},
     **{f"pool_{k}": single_node_model(op, [1, 3, 11, 10], **attrs) for k, (op, attrs) in POOL_CASES.items()},
     **{f"pool_{k}": model for k, model in MORE_POOLS.items()},
@@ -416,3 +448,24 @@ def test_torch_executor_on_every_zoo_model(name: str, zoo: dict[str, Path]) -> N
     with torch.no_grad():
         got = Executor(g)(torch.from_numpy(x)).numpy()
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 * np.abs(want).max())
+
+
+@pytest.mark.parametrize("case", [f"conv_{k}" for k, c in CONV_CASES.items() if "group" not in c["attrs"]]
+                         + [f"conv_transpose_{k}" for k, c in CONV_TRANSPOSE_CASES.items() if "group" not in c["attrs"]])
+def test_columns_times_the_weight_matrix_is_the_layer(case: str, tmp_path: Path) -> None:
+    """The input columns the Hessian-weighted reassignment measures (`torchexec.columns`), times the clustered
+    matrix (`compress.weight_matrix`), give the layer's output: for a ConvTranspose, through the Conv it equals."""
+    torch = pytest.importorskip("torch")
+
+    from lego2c.compress import weight_matrix
+    from lego2c.frontend import load_model
+    from lego2c.torchexec import Executor, columns
+
+    onnx.save(TORCH_CASES[case], str(tmp_path / "m.onnx"))
+    g = load_model(tmp_path / "m.onnx")
+    node, ex = g.nodes[0], Executor(g)
+    x = torch.from_numpy(RNG.standard_normal((2, *g.shape(g.inputs[0])[1:])).astype(np.float32))
+    with torch.no_grad():
+        want = ex(x).reshape(2, g.shape(node.outputs[0])[1], -1) - torch.from_numpy(g.const(node.inputs[2]))[:, None]
+        got = columns(ex, node, x) @ torch.from_numpy(weight_matrix(node, g)).T
+    np.testing.assert_allclose(got.numpy(), want.transpose(1, 2).reshape(got.shape).numpy(), rtol=1e-4, atol=1e-4)

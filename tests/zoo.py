@@ -242,6 +242,23 @@ class TinyUNet(nn.Module):
         return self.head(F.interpolate(x, size=(24, 24), mode="bilinear", align_corners=False))
 
 
+class DeconvSegmenter(nn.Module):
+    """A fully convolutional segmenter that upsamples with learned transposed convolutions, each followed by a
+    BatchNorm for the compiler to fold: DCGAN's k4 s2 p1, then k3 s2 p1 with output_padding, grouped."""
+
+    def __init__(self, classes: int = 3) -> None:
+        super().__init__()
+        self.down = nn.Sequential(conv_bn_act(3, 8, 3, stride=2, padding=1), conv_bn_act(8, 16, 3, stride=2, padding=1))
+        self.up = nn.Sequential(
+            nn.ConvTranspose2d(16, 12, 4, stride=2, padding=1, bias=False), nn.BatchNorm2d(12), nn.ReLU(),
+            nn.ConvTranspose2d(12, 8, 3, stride=2, padding=1, output_padding=1, groups=2), nn.BatchNorm2d(8), nn.ReLU(),
+        )
+        self.head = nn.Conv2d(8, classes, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.up(self.down(x)))
+
+
 class ConvNeXtBlock(nn.Module):
     """A ConvNeXt block: 7x7 depthwise conv, then channels-last LayerNorm, a 4x expanding Linear, GELU and a
     Linear back (MatMuls on the last axis), added to its input; LayerNorm again before the classifier."""
@@ -331,6 +348,9 @@ ZOO: dict[str, ZooEntry] = {
         frozenset({"Transpose", "Split", "Concat", "Conv", "BatchNormalization", "Reshape", "ReduceMean", "Gemm"}),
     ),
     "tiny_unet": ZooEntry(TinyUNet, (1, 1, 16, 16), frozenset({"Resize", "Concat", "Conv", "BatchNormalization"})),
+    "deconv_segmenter": ZooEntry(
+        DeconvSegmenter, (1, 3, 16, 16), frozenset({"ConvTranspose", "BatchNormalization", "Conv", "Relu"})
+    ),
     "convnext_block": ZooEntry(
         ConvNeXtBlock, (1, 3, 32, 32), frozenset({"Conv", "Transpose", "LayerNormalization", "MatMul", "Erf", "Add"})
     ),
