@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
-APT_PACKAGES := gcc make gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm dataset-fashion-mnist
+APT_PACKAGES := gcc make gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm dataset-fashion-mnist ccache
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 DEMO_MODEL := models/resnet8_fmnist.onnx
 DEMO_OUT := build/demo
