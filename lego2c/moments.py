@@ -14,7 +14,7 @@ import numpy as np
 from scipy.special import ndtr
 
 from .ir import Graph, Node
-from .ops import CONV_OPS, lower_reduce, lower_unary, slice_indices, transpose_perm
+from .ops import CONV_OPS, lower_reduce, lower_unary, moves_batch, slice_indices, transpose_perm
 
 Moments = tuple[np.ndarray, np.ndarray]  # per-channel mean and variance (or per element: see _moved)
 
@@ -69,6 +69,8 @@ def _moved(g: Graph, n: Node, src: Moments) -> Moments | None:
     shape, out = g.shape(n.inputs[0])[1:], g.shape(n.outputs[0])[1:]
     if len(shape) < 2 or len(out) < 2:  # flattening to features is not a move (see MEAN_PRESERVING)
         return None
+    if moves_batch(n, g):
+        return None  # the leading axis moves: it is not a batch of the channels' statistics any more
     moved = []
     for a in src:
         full = np.broadcast_to(a.reshape(a.shape + (1,) * (len(shape) - a.ndim)), shape)

@@ -404,26 +404,40 @@ def lower_pad(node: Node, g: Graph) -> KernelCall:
 
 
 def transpose_perm(node: Node, g: Graph) -> list[int]:
-    """A Transpose's permutation. The batch axis must stay first: the calibration executor runs many
-    inputs through the graph as one batch."""
     rank = len(g.shape(node.inputs[0]))
     perm = [int(p) for p in node.attrs.get("perm", range(rank - 1, -1, -1))]
     if sorted(perm) != list(range(rank)):
         raise Unsupported(f"perm {perm} is not a permutation of the {rank} axes")
-    if perm[0] != 0:
-        raise Unsupported("moving the batch axis")
     return perm
 
 
-def _strided_copy(node: Node, g: Graph, axes: list[int], starts: list[int], steps: list[int]) -> KernelCall:
-    """Output axis d reads input axis axes[d] from starts[d] in steps of steps[d]."""
+def moves_batch(n: Node, g: Graph) -> bool:
+    """Whether `n` moves the leading (batch) axis or cuts it, as the permute of timm-style attention that puts q,
+    k and v first does. The C code runs one input and does not mind; the calibration executor runs many as one
+    batch along that axis, and cannot run such a node."""
+    if n.op == "Transpose":
+        return transpose_perm(n, g)[0] != 0
+    if n.op in ("Slice", "Gather"):
+        axis = int(n.attrs.get("axis", 0)) % len(g.shape(n.inputs[0])) if n.op == "Gather" else -1
+        return axis == 0 or g.shape(n.outputs[0])[:1] != g.shape(n.inputs[0])[:1]
+    return False
+
+
+def batch_mover(g: Graph) -> Node | None:
+    return next((n for n in g.nodes if moves_batch(n, g)), None)
+
+
+def _strided_copy(node: Node, g: Graph, axes: list[int], starts: list[int], steps: list[int],
+                  fixed: tuple[int, int] = (0, 0)) -> KernelCall:  # fmt: skip
+    """Output axis d reads input axis axes[d] from starts[d] in steps of steps[d]; `fixed` = (axis, position)
+    for an input axis that no output axis reads."""
     shape = g.shape(node.inputs[0])
     if len(shape) > MAX_DIMS:
         raise Unsupported(f"more than {MAX_DIMS} dimensions")
     strides = [int(np.prod(shape[d + 1 :])) for d in range(len(shape))]
-    p = dict(ndim=len(shape), out_shape=list(g.shape(node.outputs[0])),
-             in_stride=[strides[a] * s for a, s in zip(axes, steps)],
-             offset=sum(strides[a] * b for a, b in zip(axes, starts)))  # fmt: skip
+    out = list(g.shape(node.outputs[0]))
+    p = dict(ndim=len(out), out_shape=out, in_stride=[strides[a] * s for a, s in zip(axes, steps)],
+             offset=strides[fixed[0]] * fixed[1] + sum(strides[a] * b for a, b in zip(axes, starts)))  # fmt: skip
     return KernelCall("lego_strided_copy_f32", "lego_strided_copy_params_t", p, [node.inputs[0]], node.outputs)
 
 
@@ -453,13 +467,11 @@ def slice_starts_steps(node: Node, g: Graph) -> tuple[list[int], list[int]]:
         first[a], every[a] = min(max(s, 0), shape[a] - (step < 0)), step
     if 0 in out:
         raise Unsupported("an empty slice")
-    if out[0] != shape[0]:
-        raise Unsupported("slicing the batch axis")
     return first, every
 
 
 def slice_indices(node: Node, g: Graph) -> list[np.ndarray]:
-    """The input positions a Slice keeps, per axis after the batch axis."""
+    """The input positions a Slice keeps, per axis after the batch axis (which `batch_mover` says it keeps)."""
     starts, steps = slice_starts_steps(node, g)
     out = g.shape(node.outputs[0])
     return [starts[d] + steps[d] * np.arange(out[d]) for d in range(1, len(starts))]
@@ -468,6 +480,38 @@ def slice_indices(node: Node, g: Graph) -> list[np.ndarray]:
 def lower_slice(node: Node, g: Graph) -> KernelCall:
     starts, steps = slice_starts_steps(node, g)
     return _strided_copy(node, g, list(range(len(starts))), starts, steps)
+
+
+def gather_indices(node: Node, g: Graph) -> tuple[int, np.ndarray]:
+    """A Gather's axis and its constant indices, made non-negative."""
+    shape = g.shape(node.inputs[0])
+    axis = int(node.attrs.get("axis", 0)) % len(shape)
+    idx = g.const(node.inputs[1])
+    if idx is None:
+        raise Unsupported("the indices must be constant (a lookup by computed indices, such as an embedding)")
+    if idx.ndim > 1 or idx.size == 0:
+        raise Unsupported(f"indices of shape {list(idx.shape)} (a scalar or a non-empty list)")
+    if ((idx < -shape[axis]) | (idx >= shape[axis])).any():
+        raise Unsupported(f"indices out of range for an axis of {shape[axis]}")
+    return axis, np.where(idx < 0, idx + shape[axis], idx).astype(np.int64)
+
+
+def lower_gather(node: Node, g: Graph) -> KernelCall:
+    """Gather of constant, evenly spaced indices on an activation (picking q, k or v, a class token, every other
+    row): one strided copy. A scalar index drops its axis."""
+    axis, idx = gather_indices(node, g)
+    flat = idx.reshape(-1)
+    step = int(flat[1] - flat[0]) if flat.size > 1 else 1
+    if (np.diff(flat) != step).any():
+        raise Unsupported("indices that are not evenly spaced")
+    if idx.ndim == 0:
+        if len(g.shape(node.inputs[0])) == 1:
+            raise Unsupported("a single element")
+        axes = [a for a in range(len(g.shape(node.inputs[0]))) if a != axis]
+        return _strided_copy(node, g, axes, [0] * len(axes), [1] * len(axes), fixed=(axis, int(flat[0])))
+    axes = list(range(len(g.shape(node.inputs[0]))))
+    return _strided_copy(node, g, axes, [int(flat[0]) if a == axis else 0 for a in axes],
+                         [step if a == axis else 1 for a in axes])  # fmt: skip
 
 
 RESIZE_COORDS = {"half_pixel": 0, "asymmetric": 1, "align_corners": 2, "pytorch_half_pixel": 3, "tf_half_pixel_for_nn": 4}
@@ -559,6 +603,7 @@ LOWERINGS: dict[str, Callable[[Node, Graph], KernelCall]] = {
     "Pad": lower_pad,
     "Transpose": lower_transpose,
     "Slice": lower_slice,
+    "Gather": lower_gather,
     "Resize": lower_resize,
     "LayerNormalization": lower_layernorm,
     "Softmax": lower_softmax,

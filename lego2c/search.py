@@ -28,6 +28,7 @@ from .codegen import generate
 from .errors import UsageError
 from .evaluate import check_inputs, model_outputs
 from .ir import Graph
+from .ops import batch_mover
 from .report import sizes
 from .reassign import input_hessians, reassign
 from .verify import test_input
@@ -255,6 +256,8 @@ def auto_obstacle(g: Graph) -> str | None:
         return "the model carries no BatchNorm statistics to make calibration inputs from"
     if importlib.util.find_spec("torch") is None:
         return "torch is not installed (pip install 'lego2c[calib]')"
+    if (mover := batch_mover(g)) is not None:
+        return f"calibration runs inputs as one batch along the leading axis, which {mover.op} '{mover.name}' moves"
     seconds = synthesis_seconds(g)
     if seconds > AUTO_MAX_SECONDS:
         return (f"making calibration inputs for this model would take about {seconds / 60:.0f} minutes on 2 cores, "

@@ -15,8 +15,10 @@ import torch
 import torch.nn.functional as F
 
 from .compress import CompressedModel, _transposed_groups, _untile, weighted_nodes
+from .errors import UsageError
 from .ir import Graph, Node
-from .ops import (BINARY, CONV_OPS, GELU_TANH, UNARY, WEIGHTED_OPS, _pads_2d, lower_conv_transpose, lower_global_pool,
+from .ops import (BINARY, CONV_OPS, GELU_TANH, UNARY, WEIGHTED_OPS, _pads_2d, batch_mover, gather_indices,
+                  lower_conv_transpose, lower_global_pool,
                   lower_layernorm, lower_pad, lower_reduce, lower_resize, lower_unary, overhang, slice_indices,
                   transpose_perm)
 
@@ -99,6 +101,10 @@ class Executor:
     """Runs the IR on a batch in torch: the original constants, or a compressed model's parameters."""
 
     def __init__(self, g: Graph, params: StoredParams | None = None) -> None:
+        if (mover := batch_mover(g)) is not None:
+            raise UsageError(f"calibration cannot run this model: {mover.op} '{mover.name}' moves or cuts the leading "
+                             "axis, along which it runs its inputs as one batch",
+                             hint="compress without calibration (the compiled C runs the model as it is)")  # fmt: skip
         self.g, self.params = g, params
         self.consts = {name: torch.from_numpy(np.asarray(t.data, dtype=np.float32)) for name, t in g.tensors.items()
                        if t.data is not None and np.asarray(t.data).dtype.kind == "f"}  # fmt: skip
@@ -107,6 +113,7 @@ class Executor:
             for name in n.inputs:
                 last_use[name] = i
         self.last_use = last_use
+        self.resize_taps: dict[str, ResizeTaps] = {}
         # Logits, not probabilities: a final Softmax is left out (see evaluate.batched).
         self.nodes = g.nodes[:-1] if g.nodes and g.nodes[-1].op == "Softmax" else g.nodes
 
@@ -274,7 +281,10 @@ def _run(ex: Executor, node: Node, env: dict[str, torch.Tensor], batch: int) -> 
         return _pad(node, xs[0], ex, out_shape)
     if op == "Transpose":
         return xs[0].permute(transpose_perm(node, ex.g))
-    if op == "Slice":  # the batch axis is never sliced (slice_starts_steps)
+    if op == "Gather":  # never on the batch axis (batch_mover)
+        axis, idx = gather_indices(node, ex.g)
+        return xs[0].index_select(axis, torch.from_numpy(idx.reshape(-1))).reshape(out_shape)
+    if op == "Slice":  # the batch axis is never sliced (batch_mover)
         y = xs[0]
         for axis, kept in enumerate(slice_indices(node, ex.g), start=1):
             y = y.index_select(axis, torch.from_numpy(kept))
@@ -284,7 +294,10 @@ def _run(ex: Executor, node: Node, env: dict[str, torch.Tensor], batch: int) -> 
         dims = out_shape[int(a.get("axis", -1)) % len(out_shape) :]
         return F.layer_norm(xs[0], dims, xs[1].reshape(dims), xs[2].reshape(dims), eps)
     if op == "Resize":
-        return _resize(lower_resize(node, ex.g).params, xs[0], out_shape)
+        p = lower_resize(node, ex.g).params
+        if node.name not in ex.resize_taps:  # they depend on the node only: built once, not every distillation step
+            ex.resize_taps[node.name] = _resize_tables(p)
+        return _resize(p, ex.resize_taps[node.name], xs[0], out_shape)
     if op == "Softmax":
         return torch.softmax(xs[0], dim=int(a.get("axis", -1)))
     raise NotImplementedError(f"torch executor: {op}")  # ops.LOWERINGS and this list must stay in step
@@ -337,14 +350,26 @@ def _resize_taps(p: dict, axis: str, in_len: int, out_len: int) -> tuple[np.ndar
     return i0, i1, np.where(same, f32(0.5), np.abs(c - i1)), np.where(same, f32(0.5), np.abs(c - i0))
 
 
-def _resize(p: dict, x: torch.Tensor, out_shape: tuple[int, ...]) -> torch.Tensor:
-    """lego_resize_f32 in torch: each axis gathers its two taps and weighs them (NCW runs as NCHW with H = 1)."""
-    y = x.reshape(x.shape[0], int(p["channels"]), int(p["in_h"]), int(p["in_w"]))
-    for dim, axis, n_in, n_out in ((2, "h", int(p["in_h"]), int(p["out_h"])), (3, "w", int(p["in_w"]), int(p["out_w"]))):
+ResizeTaps = list[tuple[int, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]]
+
+
+def _resize_tables(p: dict) -> ResizeTaps:
+    """Per resized axis of the NCHW view: (dim, i0, i1, w0, w1), the weights shaped to broadcast along it."""
+    tables: ResizeTaps = []
+    for dim, axis in ((2, "h"), (3, "w")):
+        n_in, n_out = int(p[f"in_{axis}"]), int(p[f"out_{axis}"])
         i0, i1, w0, w1 = (torch.from_numpy(np.ascontiguousarray(a)) for a in _resize_taps(p, axis, n_in, n_out))
         shape = [1, 1, 1, 1]
         shape[dim] = n_out
-        y = y.index_select(dim, i0) * w0.to(y.dtype).reshape(shape) + y.index_select(dim, i1) * w1.to(y.dtype).reshape(shape)
+        tables.append((dim, i0, i1, w0.reshape(shape), w1.reshape(shape)))
+    return tables
+
+
+def _resize(p: dict, tables: ResizeTaps, x: torch.Tensor, out_shape: tuple[int, ...]) -> torch.Tensor:
+    """lego_resize_f32 in torch: each axis gathers its two taps and weighs them (NCW runs as NCHW with H = 1)."""
+    y = x.reshape(x.shape[0], int(p["channels"]), int(p["in_h"]), int(p["in_w"]))
+    for dim, i0, i1, w0, w1 in tables:
+        y = y.index_select(dim, i0) * w0.to(y.dtype) + y.index_select(dim, i1) * w1.to(y.dtype)
     return y.reshape(out_shape)
 
 

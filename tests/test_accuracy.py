@@ -379,6 +379,21 @@ def test_synthetic_calibration_without_batchnorms(tmp_path: Path) -> None:
     assert "no BatchNorm statistics" in " ".join(lego2c("inspect", model).stdout.split())
 
 
+def test_the_default_says_why_it_cannot_calibrate_a_model_that_moves_the_batch_axis(tmp_path: Path) -> None:
+    h, rng = onnx.helper, np.random.default_rng(0)
+    stats = [onnx.numpy_helper.from_array(a.astype(np.float32), n) for n, a in
+             (("w", rng.standard_normal((3, 2, 1, 1))), ("s", np.ones(3)), ("b", np.zeros(3)), ("m", np.zeros(3)),
+              ("v", np.ones(3)))]  # fmt: skip
+    nodes = [h.make_node("Conv", ["x", "w"], ["c"], name="conv"),
+             h.make_node("BatchNormalization", ["c", "s", "b", "m", "v"], ["n"], name="bn"),
+             h.make_node("Transpose", ["n"], ["y"], name="heads_first", perm=[1, 0, 2, 3])]  # fmt: skip
+    graph = h.make_graph(nodes, "g", [h.make_tensor_value_info("x", 1, [1, 2, 4, 4])],
+                         [h.make_tensor_value_info("y", 1, [3, 1, 4, 4])], stats)  # fmt: skip
+    onnx.save(h.make_model(graph, opset_imports=[h.make_opsetid("", 17)]), tmp_path / "m.onnx")
+    text = " ".join(lego2c("inspect", tmp_path / "m.onnx").stdout.split())
+    assert "along the leading axis, which Transpose 'heads_first' moves" in text
+
+
 def test_default_gives_the_same_bytes_twice(tmp_path: Path) -> None:
     """The default's synthetic inputs, search and distillation are deterministic: same model, same file."""
     outs = [tmp_path / f"{i}.onnx" for i in range(2)]

@@ -142,15 +142,16 @@ def test_every_unsupported_op_is_listed_at_once(tmp_path: Path) -> None:
         helper.make_node("Cos", ["x"], ["a"], name="cos_1"),
         helper.make_node("Relu", ["a"], ["b"], name="ok"),
         helper.make_node("Cos", ["b"], ["c"], name="cos_2"),
-        helper.make_node("Transpose", ["c"], ["y"], name="tr", perm=[1, 0, 3, 2]),
+        helper.make_node("Pad", ["c", "pads"], ["y"], name="pd", mode="reflect"),
     ]
     graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2, 3, 4])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 1, 4, 3])])  # fmt: skip
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2, 5, 4])],
+                              [numpy_helper.from_array(np.array([0, 0, 1, 0, 0, 0, 1, 0], np.int64), "pads")])  # fmt: skip
     path = tmp_path / "u.onnx"
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
     with pytest.raises(UnsupportedModelError) as e:
         load_model(path)
-    for part in ("3 node(s)", "Cos: cos_1, cos_2", "Transpose: tr (moving the batch axis)"):
+    for part in ("3 node(s)", "Cos: cos_1, cos_2", "Pad: pd (Pad mode 'reflect' (only 'constant'))"):
         assert part in e.value.message
 
 

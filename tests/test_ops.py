@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
+import torch
 from onnx import TensorProto, helper, numpy_helper
 
 from lego2c.build import build_host, compile_model
@@ -247,6 +248,9 @@ OTHER_CASES = {
                                                              "axes": np.array([1, 2, -1]), "steps": np.array([1, -2, 2])}),
     "matmul_activations": self_matmul(False),
     "matmul_one_right_matrix": self_matmul(True),
+    "gather_scalar": single_node_model("Gather", [1, 3, 4, 5], {"i": np.array(-2, np.int64)}, axis=2),
+    "gather_evenly_spaced": single_node_model("Gather", [1, 6, 5], {"i": np.array([4, 2, 0], np.int64)}, axis=1),
+    "gather_class_token": single_node_model("Gather", [1, 7, 8], {"i": np.array(0, np.int64)}, axis=1),
     "split_channels": split_model(1, [1, 2, 3]),
     "split_last_axis": split_model(3, [2, 3]),
     **{f"resize_{k}": single_node_model("Resize", shape, {"scales": np.array(scales, np.float32)} if scales else
@@ -342,14 +346,51 @@ def test_concat(axis: int, tmp_path: Path) -> None:
     check(single_node_model("Concat", shape, {"other": w(*other_shape)}, axis=axis), tmp_path)
 
 
-def test_transpose_must_keep_the_batch_axis_first(tmp_path: Path) -> None:
-    from lego2c.errors import UnsupportedModelError
-    from lego2c.frontend import load_model
+class TimmAttention(torch.nn.Module):
+    """Self-attention as timm writes it: one qkv Linear, reshaped and permuted so that q, k and v lead (the batch
+    axis moves to second place), then picked apart by index."""
 
-    path = tmp_path / "m.onnx"
-    onnx.save(single_node_model("Transpose", [1, 3, 4], perm=[1, 0, 2]), str(path))
-    with pytest.raises(UnsupportedModelError, match="moving the batch axis"):
-        load_model(path)
+    def __init__(self, dim: int = 16, heads: int = 2) -> None:
+        super().__init__()
+        self.heads, self.qkv, self.proj = heads, torch.nn.Linear(dim, 3 * dim), torch.nn.Linear(dim, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, n, c = x.shape
+        qkv = self.qkv(x).reshape(b, n, 3, self.heads, c // self.heads).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv[0], qkv[1], qkv[2]
+        attn = ((q @ k.transpose(-2, -1)) * (c // self.heads) ** -0.5).softmax(dim=-1)
+        return self.proj((attn @ v).transpose(1, 2).reshape(b, n, c))
+
+
+def test_timm_attention_compiles_and_only_calibration_declines_it(tmp_path: Path) -> None:
+    """The permute that moves the batch axis and the Gathers that pick q, k and v run in C (at batch 1, as the
+    board runs it) and match onnxruntime, dense and clustered. Calibration, which runs inputs as one batch along
+    that axis, says it cannot, and the command stops cleanly."""
+    import subprocess
+    import sys
+    import warnings
+
+    from lego2c.errors import UsageError
+    from lego2c.frontend import load_model
+    from lego2c.torchexec import Executor
+
+    torch.manual_seed(0)
+    path = tmp_path / "attn.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(TimmAttention().eval(), (torch.randn(1, 5, 16),), str(path), dynamo=False, opset_version=17)
+    ops = {n.op_type for n in onnx.load(str(path)).graph.node}
+    assert {"Transpose", "Gather", "MatMul", "Softmax"} <= ops
+    for plan in ("dense", "tiles2x3"):
+        (tmp_path / plan).mkdir()
+        check(onnx.load(str(path)), tmp_path / plan, plan)
+    with pytest.raises(UsageError, match="Transpose .* moves or cuts the leading axis"):
+        Executor(load_model(path))
+    np.savez(tmp_path / "calib.npz", x=RNG.standard_normal((8, 5, 16)).astype(np.float32))
+    proc = subprocess.run([sys.executable, "-m", "lego2c", "compress", str(path), "--calib", str(tmp_path / "calib.npz"),
+                           "-o", str(tmp_path / "out.onnx")], capture_output=True, text=True)  # fmt: skip
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr and "leading axis" in proc.stderr, proc.stderr
+    assert not (tmp_path / "out.onnx").exists()
 
 
 def test_pad_opset2_attribute(tmp_path: Path) -> None:
