@@ -221,6 +221,8 @@ UNARY = {"Relu": 0, "Clip": 1, "LeakyRelu": 2, "Sigmoid": 3, "Tanh": 4, "HardSig
          "Softplus": 16, "Softsign": 17, "Gelu": 18, "Mish": 20}  # fmt: skip
 GELU_TANH = 19
 BINARY = {"Add": 0, "Sub": 1, "Mul": 2, "Div": 3, "PRelu": 4, "Max": 5, "Min": 6, "Pow": 7}
+# Ops that call the maths library have a kernel each (see lego_runtime.h): a firmware links only what it uses.
+MATH_KERNELS = {"Sigmoid", "Tanh", "Exp", "Log", "Sqrt", "Erf", "Elu", "Selu", "Softplus", "Gelu", "Mish", "Pow"}
 
 
 def lower_unary(node: Node, g: Graph) -> KernelCall:
@@ -257,8 +259,8 @@ def lower_unary(node: Node, g: Graph) -> KernelCall:
             raise Unsupported(f"approximate='{approx}'")
         code = GELU_TANH if approx == "tanh" else code
     p = dict(op=code, size=g.tensors[node.outputs[0]].size, alpha=alpha, beta=beta)
-    return KernelCall("lego_unary_f32", "lego_unary_params_t", p, [node.inputs[0]], node.outputs,
-                      inplace=True)  # fmt: skip
+    func = "lego_unary_f32" if op not in MATH_KERNELS else f"lego_{op.lower()}{'_tanh' * (code == GELU_TANH)}_f32"
+    return KernelCall(func, "lego_unary_params_t", p, [node.inputs[0]], node.outputs, inplace=True)
 
 
 def broadcast_strides(shape: tuple[int, ...], out: tuple[int, ...]) -> list[int]:
@@ -295,7 +297,8 @@ def lower_binary(node: Node, g: Graph) -> KernelCall:
     p = dict(op=BINARY[node.op], ndim=len(shape), shape=shape, a_stride=sa, b_stride=sb)
     # In place is safe only when input 0 is read exactly like the output is written.
     same = g.shape(a) == out
-    return KernelCall("lego_binary_f32", "lego_binary_params_t", p, [a, b], node.outputs, inplace=same)
+    func = "lego_pow_f32" if node.op in MATH_KERNELS else "lego_binary_f32"
+    return KernelCall(func, "lego_binary_params_t", p, [a, b], node.outputs, inplace=same)
 
 
 def lower_pool(node: Node, g: Graph) -> KernelCall:

@@ -3,11 +3,6 @@
 
 #include <math.h>
 
-static float lego_sigmoid(float x) { return 1.0f / (1.0f + expf(-x)); }
-
-/* log(1 + e^x) without overflow for large x. */
-static float lego_softplus(float x) { return x > 0.0f ? x + log1pf(expf(-x)) : log1pf(expf(x)); }
-
 int lego_unary_f32(const lego_unary_params_t *p, const float *in, float *out)
 {
     if (p == NULL || in == NULL || out == NULL) return LEGO_ERR_NULL;
@@ -24,12 +19,6 @@ int lego_unary_f32(const lego_unary_params_t *p, const float *in, float *out)
     case LEGO_LEAKY_RELU:
         for (int32_t i = 0; i < n; i++) out[i] = in[i] >= 0.0f ? in[i] : a * in[i];
         break;
-    case LEGO_SIGMOID:
-        for (int32_t i = 0; i < n; i++) out[i] = lego_sigmoid(in[i]);
-        break;
-    case LEGO_TANH:
-        for (int32_t i = 0; i < n; i++) out[i] = tanhf(in[i]);
-        break;
     case LEGO_HARD_SIGMOID:
         for (int32_t i = 0; i < n; i++) {
             const float y = a * in[i] + b;
@@ -43,36 +32,54 @@ int lego_unary_f32(const lego_unary_params_t *p, const float *in, float *out)
             out[i] = in[i] * h;
         }
         break;
-    case LEGO_EXP: for (int32_t i = 0; i < n; i++) out[i] = expf(in[i]); break;
-    case LEGO_LOG: for (int32_t i = 0; i < n; i++) out[i] = logf(in[i]); break;
-    case LEGO_SQRT: for (int32_t i = 0; i < n; i++) out[i] = sqrtf(in[i]); break;
     case LEGO_NEG: for (int32_t i = 0; i < n; i++) out[i] = -in[i]; break;
     case LEGO_ABS: for (int32_t i = 0; i < n; i++) out[i] = fabsf(in[i]); break;
     case LEGO_RECIPROCAL: for (int32_t i = 0; i < n; i++) out[i] = 1.0f / in[i]; break;
-    case LEGO_ERF: for (int32_t i = 0; i < n; i++) out[i] = erff(in[i]); break;
-    case LEGO_ELU: for (int32_t i = 0; i < n; i++) out[i] = in[i] > 0.0f ? in[i] : a * expm1f(in[i]); break;
-    case LEGO_SELU:
-        for (int32_t i = 0; i < n; i++) out[i] = b * (in[i] > 0.0f ? in[i] : a * expm1f(in[i]));
+    case LEGO_SOFTSIGN:
+        for (int32_t i = 0; i < n; i++) out[i] = in[i] / (1.0f + fabsf(in[i]));
         break;
-    case LEGO_SOFTPLUS: for (int32_t i = 0; i < n; i++) out[i] = lego_softplus(in[i]); break;
-    case LEGO_SOFTSIGN: for (int32_t i = 0; i < n; i++) out[i] = in[i] / (1.0f + fabsf(in[i])); break;
-    case LEGO_GELU:
-        for (int32_t i = 0; i < n; i++) out[i] = 0.5f * in[i] * (1.0f + erff(in[i] * 0.70710678f));
-        break;
-    case LEGO_GELU_TANH:
-        for (int32_t i = 0; i < n; i++) {
-            const float x = in[i];
-            out[i] = 0.5f * x * (1.0f + tanhf(0.79788456f * (x + 0.044715f * x * x * x)));
-        }
-        break;
-    case LEGO_MISH: for (int32_t i = 0; i < n; i++) out[i] = in[i] * tanhf(lego_softplus(in[i])); break;
     default: return LEGO_ERR_PARAM;
     }
     return LEGO_OK;
 }
 
+/* Ops that call the maths library get a kernel each: a firmware links only the library functions its model's
+ * ops use (erff, powf and the like take kilobytes of flash each). `a` and `b` are the params' alpha and beta. */
+#define LEGO_MATH_KERNEL(name, expr)                                                \
+    int lego_##name##_f32(const lego_unary_params_t *p, const float *in, float *out) \
+    {                                                                               \
+        if (p == NULL || in == NULL || out == NULL) return LEGO_ERR_NULL;           \
+        const float a = p->alpha, b = p->beta;                                      \
+        (void)a;                                                                    \
+        (void)b;                                                                    \
+        for (int32_t i = 0; i < p->size; i++) {                                     \
+            const float x = in[i];                                                  \
+            out[i] = (expr);                                                        \
+        }                                                                           \
+        return LEGO_OK;                                                             \
+    }
+
+/* log(1 + e^x) without overflow for large x. */
+static float lego_softplus(float x) { return x > 0.0f ? x + log1pf(expf(-x)) : log1pf(expf(x)); }
+
+LEGO_MATH_KERNEL(sigmoid, 1.0f / (1.0f + expf(-x)))
+LEGO_MATH_KERNEL(tanh, tanhf(x))
+LEGO_MATH_KERNEL(exp, expf(x))
+LEGO_MATH_KERNEL(log, logf(x))
+LEGO_MATH_KERNEL(sqrt, sqrtf(x))
+LEGO_MATH_KERNEL(erf, erff(x))
+LEGO_MATH_KERNEL(elu, x > 0.0f ? x : a * expm1f(x))
+LEGO_MATH_KERNEL(selu, b * (x > 0.0f ? x : a * expm1f(x)))
+LEGO_MATH_KERNEL(softplus, lego_softplus(x))
+LEGO_MATH_KERNEL(gelu, 0.5f * x * (1.0f + erff(x * 0.70710678f)))
+LEGO_MATH_KERNEL(gelu_tanh, 0.5f * x * (1.0f + tanhf(0.79788456f * (x + 0.044715f * x * x * x))))
+LEGO_MATH_KERNEL(mish, x * tanhf(lego_softplus(x)))
+
 /* One row of n outputs; a loop per op so the op is not dispatched per element. */
-static void lego_binary_row(int32_t op, const float *a, int32_t sa, const float *b, int32_t sb, float *out, int32_t n)
+typedef void (*lego_binary_row_t)(int32_t op, const float *a, int32_t sa, const float *b, int32_t sb, float *out,
+                                  int32_t n);
+
+static void lego_arith_row(int32_t op, const float *a, int32_t sa, const float *b, int32_t sb, float *out, int32_t n)
 {
     switch (op) {
     case LEGO_ADD: for (int32_t i = 0; i < n; i++) out[i] = a[i * sa] + b[i * sb]; break;
@@ -81,19 +88,24 @@ static void lego_binary_row(int32_t op, const float *a, int32_t sa, const float 
     case LEGO_DIV: for (int32_t i = 0; i < n; i++) out[i] = a[i * sa] / b[i * sb]; break;
     case LEGO_MAX: for (int32_t i = 0; i < n; i++) out[i] = fmaxf(a[i * sa], b[i * sb]); break;
     case LEGO_MIN: for (int32_t i = 0; i < n; i++) out[i] = fminf(a[i * sa], b[i * sb]); break;
-    case LEGO_POW: for (int32_t i = 0; i < n; i++) out[i] = powf(a[i * sa], b[i * sb]); break;
     default: /* LEGO_PRELU */
         for (int32_t i = 0; i < n; i++) out[i] = a[i * sa] >= 0.0f ? a[i * sa] : a[i * sa] * b[i * sb];
         break;
     }
 }
 
-int lego_binary_f32(const lego_binary_params_t *p, const float *a, const float *b, float *out)
+static void lego_pow_row(int32_t op, const float *a, int32_t sa, const float *b, int32_t sb, float *out, int32_t n)
+{
+    (void)op;
+    for (int32_t i = 0; i < n; i++) out[i] = powf(a[i * sa], b[i * sb]);
+}
+
+/* Walk the output in order; the innermost dim is a tight loop over two strides. */
+static int lego_broadcast(const lego_binary_params_t *p, const float *a, const float *b, float *out,
+                          lego_binary_row_t row)
 {
     if (p == NULL || a == NULL || b == NULL || out == NULL) return LEGO_ERR_NULL;
-    if (p->ndim < 1 || p->ndim > LEGO_MAX_DIMS || p->op < LEGO_ADD || p->op > LEGO_POW)
-        return LEGO_ERR_PARAM;
-    /* Walk the output in order; the innermost dim is a tight loop over two strides. */
+    if (p->ndim < 1 || p->ndim > LEGO_MAX_DIMS) return LEGO_ERR_PARAM;
     const int32_t last = p->ndim - 1, n = p->shape[last];
     const int32_t sa = p->a_stride[last], sb = p->b_stride[last];
     int32_t idx[LEGO_MAX_DIMS] = {0};
@@ -105,7 +117,7 @@ int lego_binary_f32(const lego_binary_params_t *p, const float *a, const float *
             oa += idx[d] * p->a_stride[d];
             ob += idx[d] * p->b_stride[d];
         }
-        lego_binary_row(p->op, a + oa, sa, b + ob, sb, out, n);
+        row(p->op, a + oa, sa, b + ob, sb, out, n);
         out += n;
         for (int32_t d = last - 1; d >= 0; d--) {
             if (++idx[d] < p->shape[d]) break;
@@ -113,4 +125,16 @@ int lego_binary_f32(const lego_binary_params_t *p, const float *a, const float *
         }
     }
     return LEGO_OK;
+}
+
+int lego_binary_f32(const lego_binary_params_t *p, const float *a, const float *b, float *out)
+{
+    if (p != NULL && (p->op < LEGO_ADD || p->op > LEGO_MIN)) return LEGO_ERR_PARAM;
+    return lego_broadcast(p, a, b, out, lego_arith_row);
+}
+
+/* powf on its own, so that only models with a Pow link it. */
+int lego_pow_f32(const lego_binary_params_t *p, const float *a, const float *b, float *out)
+{
+    return lego_broadcast(p, a, b, out, lego_pow_row);
 }

@@ -184,8 +184,22 @@ typedef struct {
     float beta;   /* Clip: max; HardSigmoid: beta; Selu: gamma */
 } lego_unary_params_t;
 
-/* May run in place (in == out). */
+/* May run in place (in == out). lego_unary_f32 runs the ops that need no maths library (ReLU, clipping, the
+ * hard activations, Neg, Abs, Reciprocal, Softsign); each of the others has its own kernel, so that a firmware
+ * links only the library functions its model uses. */
 int lego_unary_f32(const lego_unary_params_t *p, const float *in, float *out);
+int lego_sigmoid_f32(const lego_unary_params_t *p, const float *in, float *out);
+int lego_tanh_f32(const lego_unary_params_t *p, const float *in, float *out);
+int lego_exp_f32(const lego_unary_params_t *p, const float *in, float *out);
+int lego_log_f32(const lego_unary_params_t *p, const float *in, float *out);
+int lego_sqrt_f32(const lego_unary_params_t *p, const float *in, float *out);
+int lego_erf_f32(const lego_unary_params_t *p, const float *in, float *out);
+int lego_elu_f32(const lego_unary_params_t *p, const float *in, float *out);
+int lego_selu_f32(const lego_unary_params_t *p, const float *in, float *out);
+int lego_softplus_f32(const lego_unary_params_t *p, const float *in, float *out);
+int lego_gelu_f32(const lego_unary_params_t *p, const float *in, float *out);
+int lego_gelu_tanh_f32(const lego_unary_params_t *p, const float *in, float *out);
+int lego_mish_f32(const lego_unary_params_t *p, const float *in, float *out);
 
 typedef enum {
     LEGO_ADD = 0, LEGO_SUB = 1, LEGO_MUL = 2, LEGO_DIV = 3, LEGO_PRELU = 4, LEGO_MAX = 5, LEGO_MIN = 6, LEGO_POW = 7
@@ -199,8 +213,9 @@ typedef struct {
     int32_t b_stride[LEGO_MAX_DIMS];
 } lego_binary_params_t;
 
-/* out = a (op) b with numpy broadcasting; may run in place on a. */
+/* out = a (op) b with numpy broadcasting; may run in place on a. Pow has its own kernel (it links powf). */
 int lego_binary_f32(const lego_binary_params_t *p, const float *a, const float *b, float *out);
+int lego_pow_f32(const lego_binary_params_t *p, const float *a, const float *b, float *out);
 
 /* ---- pooling and reductions --------------------------------------------- */
 
