@@ -18,9 +18,8 @@ from .compress import CompressedModel, _transposed_groups, _untile, weighted_nod
 from .errors import UsageError
 from .ir import Graph, Node
 from .ops import (BINARY, CONV_OPS, GELU_TANH, UNARY, WEIGHTED_OPS, _pads_2d, batch_mover, gather_indices,
-                  lower_conv_transpose, lower_global_pool,
-                  lower_layernorm, lower_pad, lower_reduce, lower_resize, lower_unary, overhang, slice_indices,
-                  transpose_perm)
+                  lower_conv_transpose, lower_global_pool, lower_layernorm, lower_pad, lower_reduce, lower_resize,
+                  lower_unary, overhang, slice_indices, transpose_perm)
 
 Hook = Callable[[Node, torch.Tensor], torch.Tensor]
 
