@@ -420,6 +420,8 @@ def moves_batch(n: Node, g: Graph) -> bool:
     batch along that axis, and cannot run such a node."""
     if n.op == "Transpose":
         return transpose_perm(n, g)[0] != 0
+    if n.op == "Expand":
+        return len(g.shape(n.outputs[0])) != len(g.shape(n.inputs[0])) or g.shape(n.outputs[0])[0] != g.shape(n.inputs[0])[0]
     if n.op in ("Slice", "Gather"):
         axis = int(n.attrs.get("axis", 0)) % len(g.shape(n.inputs[0])) if n.op == "Gather" else -1
         return axis == 0 or g.shape(n.outputs[0])[:1] != g.shape(n.inputs[0])[:1]
@@ -441,6 +443,15 @@ def _strided_copy(node: Node, g: Graph, axes: list[int], starts: list[int], step
     out = list(g.shape(node.outputs[0]))
     p = dict(ndim=len(out), out_shape=out, in_stride=[strides[a] * s for a, s in zip(axes, steps)],
              offset=strides[fixed[0]] * fixed[1] + sum(strides[a] * b for a, b in zip(axes, starts)))  # fmt: skip
+    return KernelCall("lego_strided_copy_f32", "lego_strided_copy_params_t", p, [node.inputs[0]], node.outputs)
+
+
+def lower_expand(node: Node, g: Graph) -> KernelCall:
+    """Expand (a squeeze-excitation's `expand_as`, say): a copy that reads broadcast axes with stride 0."""
+    out = g.shape(node.outputs[0])
+    if len(out) > MAX_DIMS:
+        raise Unsupported(f"more than {MAX_DIMS} dimensions")
+    p = dict(ndim=len(out), out_shape=list(out), in_stride=broadcast_strides(g.shape(node.inputs[0]), out), offset=0)
     return KernelCall("lego_strided_copy_f32", "lego_strided_copy_params_t", p, [node.inputs[0]], node.outputs)
 
 
@@ -607,6 +618,7 @@ LOWERINGS: dict[str, Callable[[Node, Graph], KernelCall]] = {
     "Transpose": lower_transpose,
     "Slice": lower_slice,
     "Gather": lower_gather,
+    "Expand": lower_expand,
     "Resize": lower_resize,
     "LayerNormalization": lower_layernorm,
     "Softmax": lower_softmax,

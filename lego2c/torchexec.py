@@ -280,6 +280,8 @@ def _run(ex: Executor, node: Node, env: dict[str, torch.Tensor], batch: int) -> 
         return _pad(node, xs[0], ex, out_shape)
     if op == "Transpose":
         return xs[0].permute(transpose_perm(node, ex.g))
+    if op == "Expand":  # of the same rank, the batch axis kept (batch_mover)
+        return xs[0].expand(out_shape)
     if op == "Gather":  # never on the batch axis (batch_mover)
         axis, idx = gather_indices(node, ex.g)
         return xs[0].index_select(axis, torch.from_numpy(idx.reshape(-1))).reshape(out_shape)

@@ -251,6 +251,8 @@ OTHER_CASES = {
     "gather_scalar": single_node_model("Gather", [1, 3, 4, 5], {"i": np.array(-2, np.int64)}, axis=2),
     "gather_evenly_spaced": single_node_model("Gather", [1, 6, 5], {"i": np.array([4, 2, 0], np.int64)}, axis=1),
     "gather_class_token": single_node_model("Gather", [1, 7, 8], {"i": np.array(0, np.int64)}, axis=1),
+    "expand_as": single_node_model("Expand", [1, 4, 1, 1], {"shape": np.array([1, 4, 3, 5], np.int64)}),
+    "expand_rows": single_node_model("Expand", [1, 1, 6], {"shape": np.array([1, 3, 6], np.int64)}),
     "split_channels": split_model(1, [1, 2, 3]),
     "split_last_axis": split_model(3, [2, 3]),
     **{f"resize_{k}": single_node_model("Resize", shape, {"scales": np.array(scales, np.float32)} if scales else
@@ -510,3 +512,41 @@ def test_columns_times_the_weight_matrix_is_the_layer(case: str, tmp_path: Path)
         want = ex(x).reshape(2, g.shape(node.outputs[0])[1], -1) - torch.from_numpy(g.const(node.inputs[2]))[:, None]
         got = columns(ex, node, x) @ torch.from_numpy(weight_matrix(node, g)).T
     np.testing.assert_allclose(got.numpy(), want.transpose(1, 2).reshape(got.shape).numpy(), rtol=1e-4, atol=1e-4)
+
+
+class SqueezeExcite(torch.nn.Module):
+    """The squeeze-excitation of older PyTorch code: the channel gates are expanded to the map before the Mul."""
+
+    def __init__(self, c: int = 8) -> None:
+        super().__init__()
+        self.conv, self.fc = torch.nn.Conv2d(3, c, 3, padding=1), torch.nn.Linear(c, c)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = torch.relu(self.conv(x))
+        gate = torch.sigmoid(self.fc(y.mean((2, 3)))).view(y.shape[0], y.shape[1], 1, 1)
+        return y * gate.expand_as(y)
+
+
+def test_squeeze_excite_with_expand_as(tmp_path: Path) -> None:
+    """torch exports `expand_as` on an activation as Expand: the C matches onnxruntime dense and clustered, and
+    the calibration executor runs it on a batch."""
+    import warnings
+
+    from lego2c.evaluate import model_outputs
+    from lego2c.frontend import load_model
+    from lego2c.torchexec import Executor
+
+    torch.manual_seed(0)
+    path = tmp_path / "se.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(SqueezeExcite().eval(), (torch.randn(1, 3, 6, 6),), str(path), dynamo=False, opset_version=17)
+    assert "Expand" in {n.op_type for n in onnx.load(str(path)).graph.node}
+    for plan in ("dense", "tiles2x3"):
+        (tmp_path / plan).mkdir()
+        check(onnx.load(str(path)), tmp_path / plan, plan)
+    g = load_model(path)
+    x = RNG.standard_normal((3, 3, 6, 6)).astype(np.float32)
+    with torch.no_grad():
+        got = Executor(g)(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(got, model_outputs(g, None, x), rtol=1e-5, atol=1e-5)
