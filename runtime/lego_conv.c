@@ -63,20 +63,19 @@ static lego_tap_t lego_tap(const lego_conv2d_params_t *p, int32_t ky, int32_t kx
     return t;
 }
 
-/* Every stored weight of a (transposed) convolution, decoded tile by tile, each handed to `apply` with
- * the input plane it reads, the output plane it adds to, and its kernel tap. */
-typedef void (*lego_conv_apply_t)(const lego_conv2d_params_t *p, const float *in_plane, float *out_plane, float wv,
-                                  int32_t ky, int32_t kx);
-
-static void lego_conv_each_weight(const lego_conv2d_params_t *p, const lego_weights_t *w, const float *in,
-                                  float *out, lego_conv_apply_t apply)
+int lego_conv2d_ref_f32(const lego_conv2d_params_t *p, const lego_weights_t *w, const float *in,
+                        const float *residual, float *out, float *scratch)
 {
+    (void)scratch; /* the reference handles borders itself */
+    int rc = lego_conv_check(p, w, in, out);
+    if (rc != LEGO_OK) return rc;
     const int32_t plane_out = p->out_h * p->out_w, plane_in = p->in_h * p->in_w;
     const int32_t taps = p->k_h * p->k_w;
     const int32_t cin_g = p->in_c / p->groups, cout_g = p->out_c / p->groups;
     const int32_t n_tr = (w->rows + w->tile_rows - 1) / w->tile_rows;
     const int32_t n_tc = (w->cols + w->tile_cols - 1) / w->tile_cols;
     float tile[LEGO_MAX_TILE];
+    lego_weights_start(w, out, plane_out, plane_out, p->out_c, residual);
     for (int32_t tr = 0; tr < n_tr; tr++) {
         for (int32_t tc = 0; tc < n_tc; tc++) {
             int32_t nr, nc;
@@ -84,63 +83,59 @@ static void lego_conv_each_weight(const lego_conv2d_params_t *p, const lego_weig
             for (int32_t j = 0; j < nc; j++) {
                 const int32_t r = tc * w->tile_cols + j;
                 const int32_t ci = r / taps, tap = r % taps;
+                const lego_tap_t t = lego_tap(p, tap / p->k_w, tap % p->k_w);
                 for (int32_t i = 0; i < nr; i++) {
                     const float wv = tile[i * w->tile_cols + j];
                     if (wv == 0.0f) continue; /* zero padding and pruned weights add nothing */
                     const int32_t oc = tr * w->tile_rows + i;
                     const int32_t c = (oc / cout_g) * cin_g + ci;
-                    apply(p, in + c * plane_in, out + oc * plane_out, wv, tap / p->k_w, tap % p->k_w);
+                    lego_tap_rect(p, in + c * plane_in, out + oc * plane_out, wv, t.offy, t.offx, t.y0, t.y1,
+                                  t.x0, t.x1);
                 }
             }
         }
     }
-}
-
-static void lego_conv_gather(const lego_conv2d_params_t *p, const float *in_plane, float *out_plane, float wv,
-                             int32_t ky, int32_t kx)
-{
-    const lego_tap_t t = lego_tap(p, ky, kx);
-    lego_tap_rect(p, in_plane, out_plane, wv, t.offy, t.offx, t.y0, t.y1, t.x0, t.x1);
-}
-
-int lego_conv2d_ref_f32(const lego_conv2d_params_t *p, const lego_weights_t *w, const float *in,
-                        const float *residual, float *out, float *scratch)
-{
-    (void)scratch; /* the reference handles borders itself */
-    int rc = lego_conv_check(p, w, in, out);
-    if (rc != LEGO_OK) return rc;
-    const int32_t plane_out = p->out_h * p->out_w;
-    lego_weights_start(w, out, plane_out, plane_out, p->out_c, residual);
-    lego_conv_each_weight(p, w, in, out, lego_conv_gather);
     lego_weights_finish(w, out, plane_out, plane_out, p->out_c);
     return LEGO_OK;
 }
 
-/* Transposed convolution as a scatter: input pixel (iy, ix) adds wv * in to output pixel
+/* Transposed convolution as a scatter: input pixel (iy, ix) adds w * in to output pixel
  * (iy*stride + ky*dil - pad_top, ...). The weight is stored like a Conv's, (out_c, in_c/groups *
- * k_h * k_w) with the kernel flipped (compress.weight_matrix), so it tiles and clusters like one. */
-static void lego_conv_scatter(const lego_conv2d_params_t *p, const float *in_plane, float *out_plane, float wv,
-                              int32_t ky, int32_t kx)
-{
-    const int32_t offy = (p->k_h - 1 - ky) * p->dil_h - p->pad_top;
-    const int32_t offx = (p->k_w - 1 - kx) * p->dil_w - p->pad_left;
-    int32_t y0, y1, x0, x1; /* the input pixels whose outputs land inside */
-    lego_valid_range(offy, p->stride_h, p->out_h, p->in_h, &y0, &y1);
-    lego_valid_range(offx, p->stride_w, p->out_w, p->in_w, &x0, &x1);
-    for (int32_t iy = y0; iy < y1; iy++) {
-        const float *src = in_plane + iy * p->in_w;
-        float *dst = out_plane + (iy * p->stride_h + offy) * p->out_w;
-        for (int32_t ix = x0; ix < x1; ix++) dst[ix * p->stride_w + offx] += wv * src[ix];
-    }
-}
-
+ * k_h * k_w) with the kernel flipped (compress.weight_matrix), so it tiles and clusters like one. It is
+ * decoded in 4x4 blocks whatever the tile shape: each column's tap is placed once for four output channels. */
 int lego_conv_transpose2d_f32(const lego_conv2d_params_t *p, const lego_weights_t *w, const float *in, float *out)
 {
     int rc = lego_conv_check(p, w, in, out);
     if (rc != LEGO_OK) return rc;
-    const int32_t plane_out = p->out_h * p->out_w;
+    const int32_t plane_out = p->out_h * p->out_w, plane_in = p->in_h * p->in_w;
+    const int32_t taps = p->k_h * p->k_w;
+    const int32_t cin_g = p->in_c / p->groups, cout_g = p->out_c / p->groups;
+    float block[16];
     lego_weights_start(w, out, plane_out, plane_out, p->out_c, NULL);
-    lego_conv_each_weight(p, w, in, out, lego_conv_scatter);
+    for (int32_t r0 = 0; r0 < w->rows; r0 += 4) {
+        for (int32_t c0 = 0; c0 < w->cols; c0 += 4) {
+            lego_weights_block4x4(w, r0, c0, block);
+            for (int32_t j = 0; j < 4 && c0 + j < w->cols; j++) {
+                const int32_t ci = (c0 + j) / taps, tap = (c0 + j) % taps;
+                const int32_t offy = (p->k_h - 1 - tap / p->k_w) * p->dil_h - p->pad_top;
+                const int32_t offx = (p->k_w - 1 - tap % p->k_w) * p->dil_w - p->pad_left;
+                int32_t y0, y1, x0, x1; /* the input pixels whose outputs land inside */
+                lego_valid_range(offy, p->stride_h, p->out_h, p->in_h, &y0, &y1);
+                lego_valid_range(offx, p->stride_w, p->out_w, p->in_w, &x0, &x1);
+                for (int32_t i = 0; i < 4 && r0 + i < w->rows; i++) {
+                    const float wv = block[i * 4 + j];
+                    if (wv == 0.0f) continue;
+                    const int32_t oc = r0 + i;
+                    const float *src = in + ((oc / cout_g) * cin_g + ci) * plane_in;
+                    for (int32_t iy = y0; iy < y1; iy++) {
+                        const float *s = src + iy * p->in_w;
+                        float *d = out + oc * plane_out + (iy * p->stride_h + offy) * p->out_w;
+                        for (int32_t ix = x0; ix < x1; ix++) d[ix * p->stride_w + offx] += wv * s[ix];
+                    }
+                }
+            }
+        }
+    }
     lego_weights_finish(w, out, plane_out, plane_out, p->out_c);
     return LEGO_OK;
 }
