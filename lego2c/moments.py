@@ -45,11 +45,11 @@ def mean_response(g: Graph, n: Node, w: np.ndarray, mean: np.ndarray) -> np.ndar
     """Each output channel's mean when a Conv, ConvTranspose or Gemm with weight `w` (ONNX shape, no bias)
     reads inputs whose channels have means `mean`: exact, padding aside."""
     groups = int(n.attrs.get("group", 1)) if n.op in CONV_OPS else 1
-    if n.op == "ConvTranspose":  # (in, out/groups, taps): each input pixel reaches one output pixel per tap
-        w = w.astype(np.float64).reshape(groups, w.shape[0] // groups, w.shape[1], -1)
+    # Conv and Gemm: (group, out, in, taps); ConvTranspose: (group, in, out, taps)
+    w = w.astype(np.float64).reshape(groups, w.shape[0] // groups, w.shape[1], -1)
+    if n.op == "ConvTranspose":  # each input pixel reaches one output pixel per tap
         spread = np.prod(g.shape(n.inputs[0])[2:]) / np.prod(g.shape(n.outputs[0])[2:])
         return (w * mean.reshape(groups, -1, 1, 1)).sum((1, 3)).reshape(-1) * spread
-    w = w.astype(np.float64).reshape(groups, w.shape[0] // groups, w.shape[1], -1)  # (group, out, in, taps)
     return (w * mean.reshape(groups, 1, -1, 1)).sum((2, 3)).reshape(-1)
 
 
