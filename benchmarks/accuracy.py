@@ -29,8 +29,7 @@ from lego2c.compress import AUTO, DEFAULT_RECIPE, RECIPES, CompressOptions
 from lego2c.datasets import load_dataset
 from lego2c.evaluate import evaluate
 from lego2c.frontend import load_model
-from lego2c.search import (AUTO_DAMAGE, AUTO_SLACK, RESEED_TRIES, Probe, Sensitivity, budget_bytes, choose_reseeded,
-                           default_plan, plan_options)
+from lego2c.search import AUTO_DAMAGE, AUTO_SLACK, Sensitivity, budget_bytes, choose, default_plan, measure, plan_options
 from lego2c.sweep import Point, plot_points, run_sweep
 from lego2c.synthesize import bn_matched_inputs
 
@@ -105,13 +104,11 @@ def synthetic(model: Path, seed: int) -> tuple[np.ndarray, float]:
 
 
 @functools.cache
-def sensitivity(model: Path, opts: CompressOptions, calib_images: int,
-                synthesised: bool) -> tuple[Probe, Sensitivity, float]:  # fmt: skip
+def sensitivity(model: Path, opts: CompressOptions, calib_images: int, synthesised: bool) -> tuple[Sensitivity, float]:
     """The budget search's measurement, once per model, options and data (every budget reuses it)."""
     data = calibration_set(calib_images) if calib_images else synthetic(model, opts.seed)[0] if synthesised else None
     start = time.time()
-    probe = Probe(load_model(model), opts, data)
-    return probe, probe.sensitivity(progress=False), time.time() - start
+    return measure(load_model(model), opts, data, progress=False), time.time() - start
 
 
 def compress_case(model: Path, case: Case, seed: int) -> tuple[Compiled, float]:
@@ -127,12 +124,8 @@ def compress_case(model: Path, case: Case, seed: int) -> tuple[Compiled, float]:
         opts, data = d.options, d.calib
         searched = time.time() - start
     elif case.target_ratio is not None or case.target_kb is not None:
-        probe, s, searched = sensitivity(model, opts, case.calib_images if case.calib else 0, case.synthetic)
-        start = time.time()  # as the CLI does: with real data, more k-means seeds near the first choice
-        tries = RESEED_TRIES if case.calib else 1
-        _, choice = choose_reseeded(probe, s, budget_bytes(s, case.target_ratio, case.target_kb), tries, progress=False)
-        opts = plan_options(opts, choice)
-        searched += time.time() - start
+        s, searched = sensitivity(model, opts, case.calib_images if case.calib else 0, case.synthetic)
+        opts = plan_options(opts, choose(s, budget_bytes(s, case.target_ratio, case.target_kb)))
     start = time.time()
     c = compile_model(model, opts, progress=False)
     if data is not None:
@@ -559,18 +552,6 @@ Single runs with seed 0 on the 10,000 test images while choosing; the tables abo
     calibrated. Neither the error after 600 steps nor the final calibration error ranked their test drops
     (final errors 0.156 / 0.173 / 0.159 for drops 1.06 / 1.01 / 1.23). The same budget spans 0.86 to 1.57
     points across the plans tried, so a 0.1-point gap is below what one seed can show.
-  - *Three ways to spend or save bytes inside a layer*, checked on layer output error before building
-    anything (||X(W - W_hat)||^2 over the 512 images, k-means then activation-weighted assignment, mean of
-    two k-means seeds; 1x2 K=8, 1x1 K=4 and 2x2 K=32). Scaling each input channel's columns before
-    clustering (AWQ's activation-aware scales, or cross-layer equalisation), which is free in bytes on each
-    block's second conv because the conv before it, through a ReLU, absorbs the inverse in its channel
-    scales: for powers 0 to 1 of the inputs' and the weights' magnitudes, at best 2 to 7% less error there,
-    and up to 7% more for other powers. Entropy-constrained k-means (a rate term, lambda times the code
-    length, in each assignment), meant to be stored with an entropy coder: at equal entropy, the weight
-    error of plain k-means at that width (for example 0.165 at 1.37 bits per weight for 1x2 K=16, as
-    interpolated between 1x4 K=32 and K=64). A codebook per group of output channels: 3% less weight error
-    at 2x4 K=16 with 4 groups on the largest layer, while the 384 bytes those codebooks cost, spent on
-    index bits instead (2x4 K=32), buy 15%. None was built.
   - *Entropy-coded indices* were not built: on seed 0's 28x plan after index assignment, the indices' order-0
     entropy is 98.5% of their packed width (9,151 of 9,288 bytes), so coding would save about 140 bytes.
   - *Pairing similar output channels* in the same 2-row tiles (a free permutation inside a residual block):

@@ -24,7 +24,7 @@ from .errors import EmulatorError, LegoError, UsageError
 from .evaluate import check_inputs, evaluate, evaluation_table
 from .frontend import load_model
 from .ir import Graph
-from .search import RESEED_TRIES, choice_table, default_plan, load_plan, measure, plan_for_budget, save_plan, search_max_drop
+from .search import choice_table, default_plan, load_plan, measure, plan_for_budget, save_plan, search_max_drop
 from .synthesize import bn_matched_inputs
 from .project import ignore_interrupts
 from .report import layer_flash_table, memory_table, print_report, sizes
@@ -92,13 +92,12 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--protect-dtype", choices=["i8", "f16", "f32"], help="storage of protected layers")
     g.add_argument("--exclude", nargs="+", default=[], metavar="NODE", help="keep these nodes' weights dense float32")
     g.add_argument("--no-compress", action="store_true", help="keep every weight dense float32")
-    g.add_argument("--seed", type=int, default=0, help="k-means and distillation seed (default 0; a searched plan "
-                   "may give a layer another, and --save-plan keeps it)")
+    g.add_argument("--seed", type=int, default=0, help="k-means and distillation seed (default 0)")
     g = p.add_argument_group("data and budgets (accuracy on real data; see docs/accuracy.md)")
     g.add_argument("--calib", metavar="DATA.npz", help="unlabeled inputs ('x'): activation-weighted index assignment, "
                    "bias correction, and distillation of codebooks, scales and biases (needs torch); the budget search "
-                   f"measures on them too (on real data, keeping each layer's best of {RESEED_TRIES} k-means seeds). 'synthetic': "
-                   "no data, inputs made to match the model's BatchNorm statistics (ZeroQ)")  # fmt: skip
+                   "measures on them too. 'synthetic': no data, inputs made to match the model's BatchNorm "
+                   "statistics (ZeroQ)")  # fmt: skip
     g.add_argument("--calib-steps", type=int, default=STEPS, metavar="N",
                    help=f"distillation steps (default {STEPS}; 0: index assignment and bias correction only)")  # fmt: skip
     budget = g.add_mutually_exclusive_group()
@@ -240,9 +239,7 @@ def _search(a: argparse.Namespace, graph: Graph, opts: CompressOptions, calib: n
             progress: bool) -> CompressOptions:  # fmt: skip
     """Per-layer plans for a size budget, or for an accuracy floor measured on --val."""
     if a.max_drop is None:
-        # Real data only: on synthetic inputs the best of several seeds was not measured against one.
-        tries = RESEED_TRIES if calib is not None and a.calib != "synthetic" else 1
-        found, table = plan_for_budget(graph, opts, calib, a.target_ratio, a.target_kb, progress, tries)
+        found, table = plan_for_budget(graph, opts, calib, a.target_ratio, a.target_kb, progress)
         console.print(table)
         return found
     if not a.val:

@@ -47,7 +47,6 @@ class LayerPlan:
     k: int = 32
     group: str = "global"  # layers in the same group share one codebook (same tile and K)
     channel_scales: bool = False
-    seed: int | None = None  # k-means seed of this layer's codebook; None: the model-wide one
 
     def validate(self, node: str) -> None:
         if self.storage not in ("tiled", "f32", "f16", "i8"):
@@ -401,8 +400,7 @@ def compress(g: Graph, opts: CompressOptions, progress: bool = True) -> Compress
     for i, (name, members) in enumerate(groups.items()):
         k, tile = plans[members[0][0].node].k, members[0][0].tile
         all_tiles = np.concatenate([t for _, t in members])
-        seed = plans[members[0][0].node].seed
-        centroids, labels = _cluster(all_tiles, k, opts.seed if seed is None else seed, progress, f"[{i + 1}/{len(groups)}] {name}")
+        centroids, labels = _cluster(all_tiles, k, opts.seed, progress, f"[{i + 1}/{len(groups)}] {name}")
         _refuse_f16_overflow(centroids, opts.codebook_dtype, f"codebook '{name}'",
                              "--channel-scales (which normalise it) or --codebook-dtype f32")
         cb = Codebook(name, tile, as_stored(centroids, opts.codebook_dtype), opts.codebook_dtype)

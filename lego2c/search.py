@@ -7,9 +7,7 @@ compressed that way, measured on the calibration data when given and otherwise o
 inputs in the model's input range (data-free); with data, after bias correction, as the
 calibrated model will be. Damages are taken as additive, and a Lagrangian
 sweep picks, for every budget, the plan of least total damage (DESIGN.md section 1: a plan
-from measured sensitivity lost about half of what one setting everywhere lost). With real
-calibration data, the options near that plan are measured again under other k-means seeds and
-the sweep runs once more: the same bytes, a codebook that does less damage.
+from measured sensitivity lost about half of what one setting everywhere lost).
 """
 
 from __future__ import annotations
@@ -44,13 +42,6 @@ MENU: tuple[tuple[tuple[int, int], int], ...] = (
 )  # fmt: skip
 RANDOM_INPUTS = 256  # for the data-free measurement
 MEASURE = 512  # at most this many calibration inputs are used to measure damage
-# With real calibration data the damage of one layer's codebook moves up to tenfold with its k-means seed,
-# while its weight and output errors stay within 7% (docs/accuracy.md): what differs is where the error points.
-# The damage is measured on the data the model will be calibrated on, so the search may keep the best of
-# RESEED_TRIES seeds; only options within RESEED_SPAN times the bytes of the first choice are tried again,
-# which keeps the extra time to about a third of the first measurement.
-RESEED_TRIES = 4
-RESEED_SPAN = 1.5
 
 
 @dataclass(frozen=True)
@@ -62,9 +53,7 @@ class Option:
     @property
     def label(self) -> str:
         p = self.plan
-        if p.storage != "tiled":
-            return f"dense {p.storage}"
-        return f"{p.tile[0]}x{p.tile[1]} K={p.k}" + ("" if p.seed is None else f" (k-means seed {p.seed})")
+        return f"dense {p.storage}" if p.storage != "tiled" else f"{p.tile[0]}x{p.tile[1]} K={p.k}"
 
 
 @dataclass
@@ -102,74 +91,38 @@ def _stored_bytes(cm: CompressedModel, tensor: str) -> int:
     return lw.nbytes + (cm.codebooks[lw.codebook].nbytes if lw.storage == "tiled" and lw.codebook else 0)
 
 
-class Probe:
-    """Measures what compressing one layer in a given way does to the logits, on fixed inputs.
-
-    With calibration data, damage is measured as calibration will leave the layer: indices re-assigned
-    from the layers' real inputs, bias corrected. What that needs is computed once, here.
-    """
-
-    def __init__(self, g: Graph, base: CompressOptions, x: np.ndarray | None) -> None:
-        self.g, self.base, self.nodes = g, base, weighted_nodes(g)
-        self.corrector: LayerBiasCorrection | None = None
-        self.hessians: dict[str, np.ndarray] = {}
-        if x is None:
-            self.data, self.x = "random inputs in the input range (data-free)", random_inputs(g)
-        else:
-            self.x = check_inputs(g, x)[:MEASURE]
-            self.data, self.corrector = f"{len(self.x)} calibration inputs", LayerBiasCorrection(g, self.x)
-            self.hessians = input_hessians(g, self.x)
-        self.ref = model_outputs(g, None, self.x)
-        self.energy = float(np.square(self.ref).sum()) or 1.0
-
-    def sensitivity(self, progress: bool = True) -> Sensitivity:
-        """Every layer under every menu option: bytes stored and damage to the logits."""
-        own = () if (self.base.tile, self.base.k) in MENU else ((self.base.tile, self.base.k),)  # the base recipe's own plan too
-        menu = [LayerPlan(storage="i8")] + [_layer_plan(t, k, "") for t, k in (*MENU, *own)]
-        options = self._options({n.name: menu for n in self.nodes}, "measuring layer sensitivity", progress)
-        weights = {n.name: int(self.g.const(n.inputs[1]).size) for n in self.nodes}  # type: ignore[union-attr]
-        dense = dense_baseline(self.g)
-        return Sensitivity(options, dense.fixed_bytes, dense.params, weights, self.data)
-
-    def reseeded(self, s: Sensitivity, choice: dict[str, Option], tries: int, progress: bool = True) -> Sensitivity:
-        """`s` with each layer's tiled options near its chosen one (within RESEED_SPAN times its bytes) measured
-        again under k-means seeds 1 to tries-1 after the model-wide one: more codebooks to choose from."""
-        wanted = {n: [replace(o.plan, seed=self.base.seed + t) for t in range(1, tries) for o in opts
-                      if o.plan.storage == "tiled" and o.plan.seed is None
-                      and choice[n].nbytes / RESEED_SPAN <= o.nbytes <= choice[n].nbytes * RESEED_SPAN]
-                  for n, opts in s.options.items()}  # fmt: skip
-        found = self._options(wanted, f"trying {tries - 1} more k-means seeds near the chosen plan", progress)
-        return replace(s, options={n: opts + found[n] for n, opts in s.options.items()})
-
-    def _options(self, wanted: dict[str, list[LayerPlan]], what: str, progress: bool) -> dict[str, list[Option]]:
-        """The option of each wanted plan, per layer. Layers that want the same plan are compressed together."""
-        by_plan: dict[LayerPlan, list[str]] = {}
-        for n, plans in wanted.items():
-            for p in plans:
-                by_plan.setdefault(p, []).append(n)
-        options: dict[str, list[Option]] = {n: [] for n in wanted}
-        columns = [TextColumn(what), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
-        with Progress(*columns, transient=True, disable=not progress) as bar:
-            task = bar.add_task("", total=sum(len(p) for p in wanted.values()))
-            for plan, names in by_plan.items():
-                plans = tuple((n, replace(plan, group=n)) for n in names)
-                others = tuple((n.name, LayerPlan(storage="f32")) for n in self.nodes if n.name not in names)
-                cm = compress(self.g, replace(self.base, plans=plans + others), progress=False)  # --exclude still wins
-                reassign(self.g, cm, self.hessians)
-                weights = reconstructed_weights(self.g, cm)
-                for n in (n for n in self.nodes if n.name in names):
-                    mine = {k: v for k, v in weights.items() if k in n.inputs}
-                    if self.corrector is not None and len(n.inputs) > 2 and n.inputs[2] in mine:  # after bias correction
-                        mine[n.inputs[2]] = self.corrector.bias(n, mine[n.inputs[1]], mine[n.inputs[2]])
-                    err = float(np.square(model_outputs(self.g, mine, self.x) - self.ref).sum()) / self.energy
-                    options[n.name].append(Option(dict(plans)[n.name], _stored_bytes(cm, n.inputs[1]), err))
-                    bar.advance(task)
-        return options
-
-
 def measure(g: Graph, base: CompressOptions, x: np.ndarray | None, progress: bool = True) -> Sensitivity:
     """Every layer under every menu option: bytes stored and damage to the logits."""
-    return Probe(g, base, x).sensitivity(progress)
+    nodes = weighted_nodes(g)
+    corrector, hessians = None, {}
+    if x is None:
+        data, x = "random inputs in the input range (data-free)", random_inputs(g)
+    else:  # damage as calibration will leave it: indices re-assigned, biases corrected
+        x = check_inputs(g, x)[:MEASURE]
+        data, corrector, hessians = f"{len(x)} calibration inputs", LayerBiasCorrection(g, x), input_hessians(g, x)
+    ref = model_outputs(g, None, x)
+    energy = float(np.square(ref).sum()) or 1.0
+    own = () if (base.tile, base.k) in MENU else ((base.tile, base.k),)  # the base recipe's own plan is measured too
+    menu = [LayerPlan(storage="i8")] + [_layer_plan(t, k, "") for t, k in (*MENU, *own)]
+    options: dict[str, list[Option]] = {n.name: [] for n in nodes}
+    columns = [TextColumn("measuring layer sensitivity"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
+    with Progress(*columns, transient=True, disable=not progress) as bar:
+        task = bar.add_task("", total=len(menu) * len(nodes))
+        for option in menu:
+            plans = tuple((n.name, replace(option, group=n.name)) for n in nodes)
+            cm = compress(g, replace(base, plans=plans), progress=False)  # --exclude still wins over plans
+            reassign(g, cm, hessians)
+            weights = reconstructed_weights(g, cm)
+            for n in nodes:
+                mine = {k: v for k, v in weights.items() if k in n.inputs}
+                if corrector is not None and len(n.inputs) > 2 and n.inputs[2] in mine:  # damage after bias correction
+                    mine[n.inputs[2]] = corrector.bias(n, mine[n.inputs[1]], mine[n.inputs[2]])
+                err = float(np.square(model_outputs(g, mine, x) - ref).sum()) / energy
+                options[n.name].append(Option(dict(plans)[n.name], _stored_bytes(cm, n.inputs[1]), err))
+                bar.advance(task)
+    weights = {n.name: int(g.const(n.inputs[1]).size) for n in nodes}  # type: ignore[union-attr]
+    dense = dense_baseline(g)
+    return Sensitivity(options, dense.fixed_bytes, dense.params, weights, data)
 
 
 @dataclass(frozen=True)
@@ -351,23 +304,11 @@ def default_plan(g: Graph, safe: CompressOptions, make_inputs: Callable[[], np.n
 
 
 def plan_for_budget(g: Graph, base: CompressOptions, x: np.ndarray | None, target_ratio: float | None,
-                    target_kb: float | None, progress: bool = True, tries: int = 1) -> tuple[CompressOptions, Table]:  # fmt: skip
-    """`base` with the least-damage per-layer plan within a size budget, and a table of what was chosen.
-    `tries` > 1: then each layer may also take another k-means seed's codebook, near the plan first chosen."""
-    probe = Probe(g, base, x)
-    s = probe.sensitivity(progress)
-    s, choice = choose_reseeded(probe, s, budget_bytes(s, target_ratio, target_kb), tries, progress)
+                    target_kb: float | None, progress: bool = True) -> tuple[CompressOptions, Table]:  # fmt: skip
+    """`base` with the least-damage per-layer plan within a size budget, and a table of what was chosen."""
+    s = measure(g, base, x, progress)
+    choice = choose(s, budget_bytes(s, target_ratio, target_kb))
     return plan_options(base, choice), choice_table(s, choice)
-
-
-def choose_reseeded(probe: Probe, s: Sensitivity, budget: int, tries: int,
-                    progress: bool = True) -> tuple[Sensitivity, dict[str, Option]]:  # fmt: skip
-    """`choose`, then with `tries` > 1 again after `Probe.reseeded` near that choice."""
-    choice = choose(s, budget)
-    if tries > 1:
-        s = probe.reseeded(s, choice, tries, progress)
-        choice = choose(s, budget)
-    return s, choice
 
 
 def plan_options(base: CompressOptions, choice: dict[str, Option]) -> CompressOptions:
@@ -431,8 +372,7 @@ def save_plan(path: Path, g: Graph, opts: CompressOptions) -> None:
 def load_plan(path: Path) -> tuple[tuple[str, LayerPlan], ...]:
     try:
         data = json.loads(path.read_text())
-        plans = tuple((n, LayerPlan(p["storage"], tuple(p["tile"]), int(p["k"]), p["group"], bool(p["channel_scales"]),
-                                    None if p.get("seed") is None else int(p["seed"])))
+        plans = tuple((n, LayerPlan(p["storage"], tuple(p["tile"]), int(p["k"]), p["group"], bool(p["channel_scales"])))
                       for n, p in data.items())  # fmt: skip
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
         raise UsageError(f"cannot read the plan '{path}': {e}", hint="write one with --save-plan") from None

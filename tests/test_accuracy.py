@@ -255,49 +255,6 @@ def test_target_kb_meets_its_budget(digits_model: Path, tmp_path: Path) -> None:
     assert "chosen plan" in proc.stdout
 
 
-def test_the_search_with_data_keeps_the_best_of_more_seeds_near_its_first_choice(digits_model: Path) -> None:
-    from lego2c.frontend import load_model
-    from lego2c.search import RESEED_SPAN, Probe, budget_bytes, choose, choose_reseeded, damage
-
-    x, _ = load_dataset("digits", "train")
-    probe = Probe(load_model(digits_model), RECIPES[DEFAULT_RECIPE], x[:64])
-    s = probe.sensitivity(progress=False)
-    budget = budget_bytes(s, None, 3.0)
-    first = choose(s, budget)
-    more, choice = choose_reseeded(probe, s, budget, tries=3, progress=False)
-    for n, opts in more.options.items():
-        added = opts[len(s.options[n]):]
-        near = [o for o in s.options[n] if o.plan.storage == "tiled"
-                and first[n].nbytes / RESEED_SPAN <= o.nbytes <= first[n].nbytes * RESEED_SPAN]  # fmt: skip
-        assert sorted((o.plan.tile, o.plan.k, o.plan.seed) for o in added) == sorted(
-            (o.plan.tile, o.plan.k, seed) for o in near for seed in (1, 2))
-    assert more.total(choice) <= budget and damage(choice) <= damage(first)
-    assert any(o.plan.seed for o in choice.values())  # measured: some layers keep another seed's codebook
-
-
-def test_a_plan_file_keeps_each_layers_k_means_seed(digits_model: Path, tmp_path: Path) -> None:
-    """`--save-plan` writes the seed a search chose, and `--plan` clusters that layer with it."""
-    plan, reseeded = tmp_path / "plan.json", tmp_path / "reseeded.json"
-    from lego2c.frontend import load_model
-
-    lego2c("inspect", digits_model, "--recipe", DEFAULT_RECIPE, "--save-plan", plan)
-    layers = json.loads(plan.read_text())
-    tiled = next(n for n, p in layers.items() if p["storage"] == "tiled")
-    weight = next(n.inputs[1] for n in load_model(digits_model).nodes if n.name == tiled)
-    assert layers[tiled]["seed"] is None  # the model-wide --seed
-    layers[tiled]["seed"] = 5
-    reseeded.write_text(json.dumps(layers))
-
-    def decoded(*args: str) -> np.ndarray:  # the layer's weights as stored, decoded
-        out = tmp_path / "model.lego.onnx"
-        lego2c("compress", digits_model, "--force", "-o", out, *args)
-        inits = onnx.load(out).graph.initializer
-        return onnx.numpy_helper.to_array(next(t for t in inits if t.name == weight))
-
-    assert np.array_equal(decoded("--plan", str(reseeded)), decoded("--plan", str(plan), "--seed", "5"))
-    assert not np.array_equal(decoded("--plan", str(reseeded)), decoded("--plan", str(plan)))
-
-
 def test_max_drop_meets_its_drop_on_the_validation_set(digits_model: Path, tmp_path: Path) -> None:
     plan, out = tmp_path / "plan.json", tmp_path / "eval.json"
     lego2c("inspect", digits_model, "--max-drop", "0.5", "--val", "digits", "--save-plan", plan)
