@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import io
 import math
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -181,8 +182,53 @@ def _select_output(model: onnx.ModelProto, name: str) -> None:
     if not outputs and name not in {t for n in model.graph.node for t in n.output}:
         raise UsageError(f"--output-name {name}: no node computes a tensor of that name",
                          hint="the model's outputs: " + ", ".join(o.name for o in model.graph.output))  # fmt: skip
+    if outputs and not _is_float_tensor(outputs[0].type):
+        raise UsageError(f"--output-name {name}: it is a {_type_words(outputs[0].type)}; lego2c computes float32 tensors",
+                         hint="choose a float32 tensor" + _scores_hint(model, outputs))  # fmt: skip
     del model.graph.output[:]
     model.graph.output.extend(outputs or [helper.make_empty_tensor_value_info(name)])
+
+
+# Ops that turn a classifier's scores into labels or maps (as scikit-learn's exporter, skl2onnx, appends).
+POSTPROCESSING = {"ArgMax", "ArgMin", "ArrayFeatureExtractor", "Cast", "Reshape", "TopK", "ZipMap"}
+
+
+def _is_float_tensor(t: onnx.TypeProto) -> bool:
+    return t.WhichOneof("value") == "tensor_type" and t.tensor_type.elem_type == onnx.TensorProto.FLOAT
+
+
+def _type_words(t: onnx.TypeProto) -> str:
+    which = t.WhichOneof("value")
+    if which == "tensor_type":
+        return f"{_dtype_name(t.tensor_type.elem_type).lower()} tensor"
+    if which == "sequence_type":
+        return f"sequence of {_type_words(t.sequence_type.elem_type).removesuffix(' tensor')}s"
+    return which.removesuffix("_type") if which else "value of no declared type"
+
+
+def _scores_hint(model: onnx.ModelProto, outputs: Sequence[onnx.ValueInfoProto]) -> str:
+    """', e.g. --output-name T (...)' when the outputs all come down, through post-processing, to one tensor T."""
+    producers = {o: n for n in model.graph.node for o in n.output}
+    consts = {i.name for i in model.graph.initializer} | {o for n in model.graph.node if n.op_type == "Constant" for o in n.output}
+
+    def source(name: str) -> str | None:  # the first tensor up the chain that post-processing did not make
+        frontier, seen = [name], set()
+        while frontier:
+            t = frontier.pop(0)
+            node = producers.get(t)
+            if node is None or t in seen:
+                continue
+            seen.add(t)
+            if node.op_type not in POSTPROCESSING:
+                return t
+            frontier += [i for i in node.input if i and i not in consts]
+        return None
+
+    sources = {source(o.name) for o in outputs}
+    if len(sources) != 1 or None in sources:
+        return ""
+    (scores,) = sources
+    return f", e.g. --output-name {scores} (the scores every output here is computed from)"
 
 
 def _pin_input_shape(model: onnx.ModelProto, input_shape: list[int] | None) -> None:
@@ -195,10 +241,9 @@ def _pin_input_shape(model: onnx.ModelProto, input_shape: list[int] | None) -> N
         )
     outputs = model.graph.output
     if len(outputs) != 1:
-        raise UnsupportedModelError(
-            f"the model has {len(outputs)} outputs ({', '.join(v.name for v in outputs)}); lego2c supports one",
-            hint="choose the one to compute with --output-name NAME",
-        )
+        described = ", ".join(f"{v.name}: {_type_words(v.type)}" for v in outputs)
+        raise UnsupportedModelError(f"the model has {len(outputs)} outputs ({described}); lego2c supports one",
+                                    hint="choose the one to compute with --output-name NAME" + _scores_hint(model, outputs))  # fmt: skip
     dims = inputs[0].type.tensor_type.shape.dim
     if input_shape is not None:
         if len(input_shape) != len(dims):

@@ -95,8 +95,9 @@ def bias_correction_line(cm: CompressedModel) -> str:
     if approximated and not cm.bias_corrected and cm.bn_stats:
         line += " (the BatchNorm statistics do not reach these layers' inputs through the ops between)"
     elif approximated and not cm.bias_corrected:
-        line += (" (no BatchNormalization statistics: exporters fold BN into the convs; export with "
-                 "torch.onnx.export(..., dynamo=False, training=torch.onnx.TrainingMode.PRESERVE) to keep them)")
+        line += (" (the file has no BatchNormalization statistics; if the model was trained with BatchNorm, torch's "
+                 "exporters folded it into the convs: export with torch.onnx.export(..., dynamo=False, "
+                 "training=torch.onnx.TrainingMode.PRESERVE) to keep them)")
     return line
 
 

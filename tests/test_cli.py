@@ -353,7 +353,8 @@ def test_several_outputs(tmp_path: Path) -> None:
 
 def test_a_scikit_learn_export_compiles_by_its_probabilities(tmp_path: Path) -> None:
     """skl2onnx ends a classifier in ArgMax, ArrayFeatureExtractor and Cast to an int64 label output, beside
-    the probabilities: a real other exporter, whose models need --output-name."""
+    the probabilities (or, by default, a ZipMap of them): a real other exporter, whose models need --output-name.
+    The error names the tensor to ask for."""
     from skl2onnx import to_onnx
     from sklearn.datasets import load_digits
     from sklearn.neural_network import MLPClassifier
@@ -361,9 +362,10 @@ def test_a_scikit_learn_export_compiles_by_its_probabilities(tmp_path: Path) -> 
     x, y = load_digits(return_X_y=True)
     x = (x / 16).astype(np.float32)
     clf = MLPClassifier((32,), max_iter=500, random_state=0).fit(x[:1000], y[:1000])
-    path = tmp_path / "mlp.onnx"
+    path, zipmap = tmp_path / "mlp.onnx", tmp_path / "mlp_zipmap.onnx"
     path.write_bytes(to_onnx(clf, x[:1], options={id(clf): {"zipmap": False}}, target_opset=17).SerializeToString())
-    fails(lego2c("inspect", path), UnsupportedModelError.exit_code, "(label, probabilities)", "--output-name")
+    fails(lego2c("inspect", path), UnsupportedModelError.exit_code, "(label: int64 tensor, probabilities: float tensor)",
+          "e.g. --output-name probabilities")  # fmt: skip
     np.savez(tmp_path / "held_out.npz", x=x[1000:], y=y[1000:])
     proc = lego2c("eval", path, "--output-name", "probabilities", "--dataset", tmp_path / "held_out.npz",
                   "--json", tmp_path / "e.json")  # fmt: skip
@@ -372,4 +374,14 @@ def test_a_scikit_learn_export_compiles_by_its_probabilities(tmp_path: Path) -> 
     assert e["top1_original"] == pytest.approx(100 * clf.score(x[1000:], y[1000:]))  # onnxruntime is scikit-learn
     assert e["agreement"] >= 98 and e["honest_ratio"] > 3.5, e  # the default; both layers int8, as first and last
     proc = lego2c("build", path, "--output-name", "probabilities", "--board", "host", "-o", tmp_path / "o")
+    assert proc.returncode == 0 and "match" in proc.stdout, proc.stdout + proc.stderr
+    # skl2onnx's default: the probabilities as a sequence of maps, which is no tensor at all
+    model = to_onnx(clf, x[:1], target_opset=17)
+    zipmap.write_bytes(model.SerializeToString())
+    scores = next(n.input[0] for n in model.graph.node if n.op_type == "ZipMap")
+    fails(lego2c("inspect", zipmap), UnsupportedModelError.exit_code, "output_probability: sequence of maps",
+          f"e.g. --output-name {scores}")  # fmt: skip
+    fails(lego2c("inspect", zipmap, "--output-name", "output_probability"), UsageError.exit_code,
+          "it is a sequence of maps", f"e.g. --output-name {scores}")  # fmt: skip
+    proc = lego2c("build", zipmap, "--output-name", scores, "--board", "host", "-o", tmp_path / "z")
     assert proc.returncode == 0 and "match" in proc.stdout, proc.stdout + proc.stderr
