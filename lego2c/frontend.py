@@ -59,17 +59,22 @@ def load_model(path: str | Path, input_shape: list[int] | None = None, output: s
     graph.chosen_output = output
     _check_io(graph)
     _refuse_unusable_weights(graph)
-    problems = ops.unsupported_nodes(graph)
-    if problems:
-        lines = [f"{op}: {', '.join(nodes)}" for op, nodes in sorted(problems.items())]
-        hint = None
-        if {"QuantizeLinear", "DequantizeLinear"} & problems.keys():
-            hint = "quantised (QDQ) models are not supported yet: export the float32 model instead"
-        raise UnsupportedModelError(
-            f"{sum(len(v) for v in problems.values())} node(s) cannot be compiled:\n  " + "\n  ".join(lines),
-            hint=hint or "supported ops: " + ", ".join(sorted(ops.LOWERINGS)),
-        )
+    _refuse_unsupported(ops.unsupported_nodes(graph))
     return graph
+
+
+def _refuse_unsupported(problems: dict[str, list[str]]) -> None:
+    """Name every node that cannot be compiled at once, grouped by op ('op' -> ['node: reason', ...])."""
+    if not problems:
+        return
+    lines = [f"{op}: {', '.join(nodes)}" for op, nodes in sorted(problems.items())]
+    hint = None
+    if {"QuantizeLinear", "DequantizeLinear"} & problems.keys():
+        hint = "quantised (QDQ) models are not supported yet: export the float32 model instead"
+    raise UnsupportedModelError(
+        f"{sum(len(v) for v in problems.values())} node(s) cannot be compiled:\n  " + "\n  ".join(lines),
+        hint=hint or "supported ops: " + ", ".join(sorted(ops.LOWERINGS)),
+    )
 
 
 def _first_line(e: BaseException) -> str:
@@ -379,6 +384,14 @@ def _simplify(g: Graph) -> None:
     _canonicalise_dense(g)
     _fold_batchnorm(g)
     g.prune_unused()
+    if any(not t.is_const and (t.shape == (-2,) or min(t.shape, default=0) < 0) for t in g.tensors.values()):
+        # Ops lego2c has no lowering for (another domain's, often) leave tensors of other types or unknown
+        # shapes behind them: name those ops, the cause, rather than the first such tensor.
+        unknown: dict[str, list[str]] = {}
+        for n in g.nodes:
+            if n.op not in ops.LOWERINGS:
+                unknown.setdefault(n.op, []).append(n.name)
+        _refuse_unsupported(unknown)
     for t in g.tensors.values():
         if t.is_const:
             continue

@@ -385,3 +385,21 @@ def test_a_scikit_learn_export_compiles_by_its_probabilities(tmp_path: Path) -> 
           "it is a sequence of maps", f"e.g. --output-name {scores}")  # fmt: skip
     proc = lego2c("build", zipmap, "--output-name", scores, "--board", "host", "-o", tmp_path / "z")
     assert proc.returncode == 0 and "match" in proc.stdout, proc.stdout + proc.stderr
+
+
+def test_a_scikit_learn_linear_model_names_the_ops_it_lacks(tmp_path: Path) -> None:
+    """A scaler and a logistic regression export to ONNX-ML ops, whose int64 label and untyped outputs
+    would otherwise be reported before their cause."""
+    from skl2onnx import to_onnx
+    from sklearn.datasets import load_digits
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    x, y = load_digits(return_X_y=True)
+    pipe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=200)).fit(x.astype(np.float32), y)
+    path = tmp_path / "logreg.onnx"
+    options = {id(pipe.steps[-1][1]): {"zipmap": False}}
+    path.write_bytes(to_onnx(pipe, x[:1].astype(np.float32), options=options, target_opset=17).SerializeToString())
+    fails(lego2c("inspect", path, "--output-name", "probabilities"), UnsupportedModelError.exit_code,
+          "3 node(s) cannot be compiled", "ai.onnx.ml.Scaler", "ai.onnx.ml.LinearClassifier", "ai.onnx.ml.Normalizer")  # fmt: skip
