@@ -11,12 +11,14 @@ import torch
 import torch.nn.functional as F
 from onnx import TensorProto, helper, numpy_helper
 
-from lego2c.build import build_host, compile_model
-from lego2c.compress import CompressOptions
+from lego2c.boards import load_board
+from lego2c.build import build_host, build_target, compile_model, run_emulated
+from lego2c.compress import DEFAULT_RECIPE, RECIPES, CompressOptions
 from lego2c.errors import UnsupportedModelError
 from lego2c.frontend import load_model
 
 DENSE = CompressOptions(enabled=False)
+KERAS = sorted((Path(__file__).parent / "data" / "keras").glob("*.onnx"))  # scripts/export_keras.py
 
 
 def host_matches(path: Path, tmp_path: Path, opts: CompressOptions = DENSE, input_shape: list[int] | None = None) -> None:
@@ -100,6 +102,21 @@ def test_dynamo_exporter(zoo: dict[str, Path]) -> None:
     assert model.producer_name != "pytorch" or model.opset_import[0].version >= 18
     g = load_model(zoo["dynamo_cnn"])
     assert {"Conv", "Concat", "HardSwish"} <= {n.op for n in g.nodes}
+
+
+@pytest.mark.parametrize("path", KERAS, ids=lambda p: p.stem)
+def test_keras_models_through_tf2onnx(path: Path, tmp_path: Path) -> None:
+    """Another framework and exporter: channels-last Keras graphs that tf2onnx rewrote into ONNX's layout,
+    with a symbolic batch and BatchNorm folded its own way. Dense and at the safe recipe, on the host."""
+    assert onnx.load(str(path)).producer_name == "tf2onnx" and len(KERAS) == 4
+    host_matches(path, tmp_path / "dense")
+    host_matches(path, tmp_path / "safe", RECIPES[DEFAULT_RECIPE])
+
+
+def test_a_keras_keyword_spotter_runs_in_qemu(tmp_path: Path) -> None:
+    c = compile_model(Path(__file__).parent / "data" / "keras" / "dscnn.onnx", RECIPES[DEFAULT_RECIPE], progress=False)
+    r = run_emulated(build_target(c, load_board("stm32f746g"), tmp_path / "fw").out_dir)
+    assert r.output.rc == 0 and r.max_error <= r.allowed, f"{r.max_error} > {r.allowed}"
 
 
 def test_batchnorm_folds_into_conv_and_gemm(zoo: dict[str, Path]) -> None:
