@@ -422,6 +422,8 @@ def moves_batch(n: Node, g: Graph) -> bool:
         return transpose_perm(n, g)[0] != 0
     if n.op == "Expand":
         return len(g.shape(n.outputs[0])) != len(g.shape(n.inputs[0])) or g.shape(n.outputs[0])[0] != g.shape(n.inputs[0])[0]
+    if n.op == "Tile":
+        return tile_repeats(n, g)[0] != 1
     if n.op in ("Slice", "Gather"):
         axis = int(n.attrs.get("axis", 0)) % len(g.shape(n.inputs[0])) if n.op == "Gather" else -1
         return axis == 0 or g.shape(n.outputs[0])[:1] != g.shape(n.inputs[0])[:1]
@@ -452,6 +454,29 @@ def lower_expand(node: Node, g: Graph) -> KernelCall:
     if len(out) > MAX_DIMS:
         raise Unsupported(f"more than {MAX_DIMS} dimensions")
     p = dict(ndim=len(out), out_shape=list(out), in_stride=broadcast_strides(g.shape(node.inputs[0]), out), offset=0)
+    return KernelCall("lego_strided_copy_f32", "lego_strided_copy_params_t", p, [node.inputs[0]], node.outputs)
+
+
+def tile_repeats(node: Node, g: Graph) -> list[int]:
+    repeats = g.const(node.inputs[1]) if len(node.inputs) > 1 else None
+    if repeats is None:
+        raise Unsupported("the repeats must be constant")
+    return [int(r) for r in repeats.reshape(-1)]
+
+
+def lower_tile(node: Node, g: Graph) -> KernelCall:
+    """Tile (Keras's UpSampling2D, through tf2onnx): a copy whose output splits each tiled axis into
+    (repeat, index), read with strides 0 and the input's."""
+    shape, repeats = g.shape(node.inputs[0]), tile_repeats(node, g)
+    strides = [int(np.prod(shape[d + 1 :])) for d in range(len(shape))]
+    dims = []  # (extent, input stride) in output order; axes of extent 1 add nothing
+    for d, r, stride in zip(shape, repeats, strides):
+        dims += [(r, 0)] if r > 1 else []
+        dims += [(d, stride)] if d > 1 else []
+    dims = dims or [(1, 0)]
+    if len(dims) > MAX_DIMS:
+        raise Unsupported(f"more than {MAX_DIMS} dimensions once each tiled axis is split in two")
+    p = dict(ndim=len(dims), out_shape=[e for e, _ in dims], in_stride=[t for _, t in dims], offset=0)
     return KernelCall("lego_strided_copy_f32", "lego_strided_copy_params_t", p, [node.inputs[0]], node.outputs)
 
 
@@ -619,6 +644,7 @@ LOWERINGS: dict[str, Callable[[Node, Graph], KernelCall]] = {
     "Slice": lower_slice,
     "Gather": lower_gather,
     "Expand": lower_expand,
+    "Tile": lower_tile,
     "Resize": lower_resize,
     "LayerNormalization": lower_layernorm,
     "Softmax": lower_softmax,

@@ -19,7 +19,7 @@ from .errors import UsageError
 from .ir import Graph, Node
 from .ops import (BINARY, CONV_OPS, GELU_TANH, UNARY, WEIGHTED_OPS, _pads_2d, batch_mover, gather_indices,
                   lower_conv_transpose, lower_global_pool, lower_layernorm, lower_pad, lower_reduce, lower_resize,
-                  lower_unary, overhang, slice_indices, transpose_perm)
+                  lower_unary, overhang, slice_indices, tile_repeats, transpose_perm)
 
 Hook = Callable[[Node, torch.Tensor], torch.Tensor]
 
@@ -282,6 +282,8 @@ def _run(ex: Executor, node: Node, env: dict[str, torch.Tensor], batch: int) -> 
         return xs[0].permute(transpose_perm(node, ex.g))
     if op == "Expand":  # of the same rank, the batch axis kept (batch_mover)
         return xs[0].expand(out_shape)
+    if op == "Tile":  # the batch axis is never repeated (batch_mover)
+        return xs[0].repeat(*tile_repeats(node, ex.g))
     if op == "Gather":  # never on the batch axis (batch_mover)
         axis, idx = gather_indices(node, ex.g)
         return xs[0].index_select(axis, torch.from_numpy(idx.reshape(-1))).reshape(out_shape)

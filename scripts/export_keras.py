@@ -7,11 +7,12 @@ its C code matches onnxruntime, not accuracy.
 
 TensorFlow pins its own protobuf, so run this in a virtual environment of its own:
     python3 -m venv /tmp/tfenv && /tmp/tfenv/bin/pip install tensorflow-cpu==2.21.0 tf2onnx==1.17.0
-    /tmp/tfenv/bin/python scripts/export_keras.py
+    /tmp/tfenv/bin/python scripts/export_keras.py [NAME ...]
 """
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -58,12 +59,27 @@ def conv1d() -> keras.Model:
     return keras.Model(i, layers.Dense(6, activation="softmax")(x))
 
 
-MODELS: dict[str, Callable[[], keras.Model]] = {"cnn": cnn, "dscnn": dscnn, "mlp": mlp, "conv1d": conv1d}
+def upsampling() -> keras.Model:
+    """Layers with their own tf2onnx patterns: Rescaling, ReLU6, ZeroPadding2D, a separable conv with swish,
+    UpSampling2D (Unsqueeze and Tile), a transposed conv and LayerNormalization."""
+    i = keras.Input((32, 32, 3))
+    x = layers.Conv2D(8, 3, activation="relu6", padding="same")(layers.Rescaling(1 / 255.0)(i))
+    x = layers.SeparableConv2D(16, 3, activation="swish")(layers.ZeroPadding2D(1)(x))
+    x = layers.Conv2DTranspose(4, 3, strides=2, padding="same")(layers.UpSampling2D()(x))
+    x = layers.LayerNormalization()(layers.GlobalAveragePooling2D()(x))
+    return keras.Model(i, layers.Dense(3, activation="sigmoid")(x))
 
 
-def main() -> None:
+MODELS: dict[str, Callable[[], keras.Model]] = {"cnn": cnn, "dscnn": dscnn, "mlp": mlp, "conv1d": conv1d,
+                                                "upsampling": upsampling}  # fmt: skip
+
+
+def main(names: list[str]) -> None:
+    """Export the models named (all when none is)."""
     OUT.mkdir(parents=True, exist_ok=True)
     for name, make in MODELS.items():
+        if names and name not in names:
+            continue
         keras.utils.set_random_seed(0)
         model = make()
         for w in model.weights:  # Keras starts biases at zero (which tf2onnx then drops) and BatchNorm at identity
@@ -78,4 +94,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])

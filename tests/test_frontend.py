@@ -108,7 +108,7 @@ def test_dynamo_exporter(zoo: dict[str, Path]) -> None:
 def test_keras_models_through_tf2onnx(path: Path, tmp_path: Path) -> None:
     """Another framework and exporter: channels-last Keras graphs that tf2onnx rewrote into ONNX's layout,
     with a symbolic batch and BatchNorm folded its own way. Dense and at the safe recipe, on the host."""
-    assert onnx.load(str(path)).producer_name == "tf2onnx" and len(KERAS) == 4
+    assert onnx.load(str(path)).producer_name == "tf2onnx" and len(KERAS) == 5
     host_matches(path, tmp_path / "dense")
     host_matches(path, tmp_path / "safe", RECIPES[DEFAULT_RECIPE])
 

@@ -227,7 +227,14 @@ def self_matmul(shared_right: bool) -> onnx.ModelProto:
 
 
 # Models that both the C kernels and the torch executor below are checked on.
+TILE_CASES = {  # Keras's UpSampling2D through tf2onnx, then repeats of axes longer than 1 (split in two)
+    "tile_upsampling": single_node_model("Tile", [1, 4, 3, 1, 5], {"repeats": np.array([1, 1, 1, 2, 1], np.int64)}),
+    "tile_two_axes": single_node_model("Tile", [1, 3, 4, 5], {"repeats": np.array([1, 2, 3, 1], np.int64)}),
+    "tile_channels": single_node_model("Tile", [1, 2, 3], {"repeats": np.array([1, 3, 2], np.int64)}),
+}
+
 OTHER_CASES = {
+    **TILE_CASES,
     "clip_min_only": single_node_model("Clip", [1, 2, 3, 3], {"min": np.array(0.1, np.float32)}),
     "prelu": single_node_model("PRelu", [1, 4, 5, 5], {"slope": w(4, 1, 1)}),
     "pad": single_node_model("Pad", [1, 2, 4, 5], {"pads": np.array([0, 1, 2, 0, 0, 2, 1, 3], np.int64),
@@ -438,6 +445,7 @@ def test_conv_with_residual_add_is_fused(plan: str, conv_first: bool, tmp_path: 
 
 
 TORCH_CASES = {
+    **TILE_CASES,
     **{f"conv_{k}": single_node_model("Conv", c["in_shape"], {"W": w(*c["w"]), "B": w(c["w"][0])}, **c["attrs"])
        for k, c in CONV_CASES.items()},
     **{f"conv_transpose_{k}": conv_transpose_model(k) for k in CONV_TRANSPOSE_CASES},
