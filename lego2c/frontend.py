@@ -44,6 +44,7 @@ def load_model(path: str | Path, input_shape: list[int] | None = None, output: s
         raise UnsupportedModelError(f"the model's ONNX functions cannot be inlined: {_first_line(e)}") from None
     if output is not None:
         _select_output(model, output)
+    dropped = _drop_unread_inputs(model)
     _refuse_bad_dtypes(model)
     _pin_input_shape(model, input_shape)
     _refuse_huge_tensors(model)
@@ -56,7 +57,7 @@ def load_model(path: str | Path, input_shape: list[int] | None = None, output: s
     graph = _to_ir(model)
     _simplify(graph)
     graph.bn_stats = {t: v for t, v in bn_stats.items() if t in graph.tensors}
-    graph.chosen_output = output
+    graph.chosen_output, graph.dropped_inputs = output, dropped
     _check_io(graph)
     _refuse_unusable_weights(graph)
     _refuse_unsupported(ops.unsupported_nodes(graph))
@@ -234,6 +235,31 @@ def _scores_hint(model: onnx.ModelProto, outputs: Sequence[onnx.ValueInfoProto])
         return ""
     (scores,) = sources
     return f", e.g. --output-name {scores} (the scores every output here is computed from)"
+
+
+def _drop_unread_inputs(model: onnx.ModelProto) -> tuple[str, ...]:
+    """Remove graph inputs that nothing reads (tf2onnx leaves a Keras Normalization layer's mean and variance
+    as such), when there is more than one input; returns their names."""
+    inits = {i.name for i in model.graph.initializer}
+    inputs = [vi for vi in model.graph.input if vi.name not in inits]
+    if len(inputs) < 2:
+        return ()
+    read = _names_read(model.graph)
+    unread = [vi for vi in inputs if vi.name not in read]
+    for vi in unread:
+        model.graph.input.remove(vi)
+    return tuple(vi.name for vi in unread)
+
+
+def _names_read(graph: onnx.GraphProto) -> set[str]:
+    """Every tensor a node reads, in subgraphs too (they may read the outer graph's), and the outputs."""
+    names = {o.name for o in graph.output}
+    for n in graph.node:
+        names.update(n.input)
+        for a in n.attribute:
+            for sub in [a.g] if a.type == onnx.AttributeProto.GRAPH else list(a.graphs):
+                names |= _names_read(sub)
+    return names
 
 
 def _pin_input_shape(model: onnx.ModelProto, input_shape: list[int] | None) -> None:

@@ -51,6 +51,7 @@ class Graph:
     # would otherwise lose. Data-free bias correction estimates the layers' mean inputs from them.
     bn_stats: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
     chosen_output: str | None = None  # `--output-name`: the file's own outputs are not what is computed
+    dropped_inputs: tuple[str, ...] = ()  # the file's inputs that nothing reads, which the IR does not have
 
     def const(self, name: str) -> np.ndarray | None:
         t = self.tensors.get(name)

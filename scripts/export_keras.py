@@ -60,10 +60,12 @@ def conv1d() -> keras.Model:
 
 
 def upsampling() -> keras.Model:
-    """Layers with their own tf2onnx patterns: Rescaling, ReLU6, ZeroPadding2D, a separable conv with swish,
+    """Layers with their own tf2onnx patterns: Rescaling, Normalization (whose mean and variance tf2onnx also
+    leaves as graph inputs that nothing reads), ReLU6, ZeroPadding2D, a separable conv with swish,
     UpSampling2D (Unsqueeze and Tile), a transposed conv and LayerNormalization."""
     i = keras.Input((32, 32, 3))
-    x = layers.Conv2D(8, 3, activation="relu6", padding="same")(layers.Rescaling(1 / 255.0)(i))
+    x = layers.Normalization(mean=[0.5, 0.4, 0.3], variance=[0.1, 0.2, 0.3])(layers.Rescaling(1 / 255.0)(i))
+    x = layers.Conv2D(8, 3, activation="relu6", padding="same")(x)
     x = layers.SeparableConv2D(16, 3, activation="swish")(layers.ZeroPadding2D(1)(x))
     x = layers.Conv2DTranspose(4, 3, strides=2, padding="same")(layers.UpSampling2D()(x))
     x = layers.LayerNormalization()(layers.GlobalAveragePooling2D()(x))
