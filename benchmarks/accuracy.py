@@ -489,10 +489,11 @@ Single runs with seed 0 on the 10,000 test images while choosing; the tables abo
   them beside other jobs), and 12 of 12 small runs were identical. `tests/test_accuracy.py` checks the
   documented size within 3%. On another Intel Xeon (AVX-512, 2 CPUs), the digits CNN's default gave two
   different files in 2 of 3 full test runs (`test_default_gives_the_same_bytes_twice`, beside the other tests),
-  differing in every layer, while 10 of 10 runs outside the test suite agreed. lego2c now sets
-  `MKL_DYNAMIC=FALSE` before torch starts, since MKL may otherwise run fewer threads than asked and sum in
-  another order. The quiet bytes are unchanged, and the one full test run since passed. That is a hint, not
-  proof.
+  differing in every layer, while 8 of 8 pairs of runs outside it, and 2 of 2 runs of that test alone or
+  beside a few others, agreed. lego2c now sets `MKL_DYNAMIC=FALSE` before torch starts, since MKL may
+  otherwise run fewer threads than asked and sum in another order. The quiet bytes are unchanged, and the one
+  full test run since passed: a hint, not proof. The small test above, with `MKL_CBWR` set, differed with
+  `MKL_DYNAMIC=FALSE` too.
 - **Keeping the luckiest k-means seed per layer** (tried twice, not kept). First with a seed per layer plan, a
   `search.reseed` step and a `--tries` option, on a local git branch that was not merged and is gone: after the budget search, each clustered layer of the plan is clustered again
   with seeds 1 to N-1 and keeps the codebook whose measured damage is least, at no cost in bytes.
