@@ -489,7 +489,7 @@ Single runs with seed 0 on the 10,000 test images while choosing; the tables abo
   them beside other jobs), and 12 of 12 small runs were identical. `tests/test_accuracy.py` checks the
   documented size within 3%. On another Intel Xeon (AVX-512, 2 CPUs), the digits CNN's default gave two
   different files in 2 of 3 full test runs (`test_default_gives_the_same_bytes_twice`, beside the other tests),
-  differing in every layer, while 8 of 8 pairs of runs outside it, and 2 of 2 runs of that test alone or
+  differing in every layer, while 8 of 8 runs outside it (two at a time), and 2 of 2 runs of that test alone or
   beside a few others, agreed. lego2c now sets `MKL_DYNAMIC=FALSE` before torch starts, since MKL may
   otherwise run fewer threads than asked and sum in another order. The quiet bytes are unchanged, and the one
   full test run since passed: a hint, not proof. The small test above, with `MKL_CBWR` set, differed with
