@@ -237,11 +237,16 @@ def _scores_hint(model: onnx.ModelProto, outputs: Sequence[onnx.ValueInfoProto])
     return f", e.g. --output-name {scores} (the scores every output here is computed from)"
 
 
+def _data_inputs(model: onnx.ModelProto) -> list[onnx.ValueInfoProto]:
+    """The graph inputs that are not initializers (older exporters list every weight as an input too)."""
+    inits = {i.name for i in model.graph.initializer}
+    return [vi for vi in model.graph.input if vi.name not in inits]
+
+
 def _drop_unread_inputs(model: onnx.ModelProto) -> tuple[str, ...]:
     """Remove graph inputs that nothing reads (tf2onnx leaves a Keras Normalization layer's mean and variance
     as such), when there is more than one input; returns their names."""
-    inits = {i.name for i in model.graph.initializer}
-    inputs = [vi for vi in model.graph.input if vi.name not in inits]
+    inputs = _data_inputs(model)
     if len(inputs) < 2:
         return ()
     read = _names_read(model.graph)
@@ -264,8 +269,7 @@ def _names_read(graph: onnx.GraphProto) -> set[str]:
 
 def _pin_input_shape(model: onnx.ModelProto, input_shape: list[int] | None) -> None:
     """Make the graph input static: batch -> 1, other symbolic dims from --input-shape."""
-    inits = {i.name for i in model.graph.initializer}
-    inputs = [vi for vi in model.graph.input if vi.name not in inits]
+    inputs = _data_inputs(model)
     if len(inputs) != 1:
         raise UnsupportedModelError(
             f"the model has {len(inputs)} inputs ({', '.join(v.name for v in inputs)}); lego2c supports one"
@@ -389,10 +393,9 @@ def _to_ir(model: onnx.ModelProto) -> Graph:
             tensors[n.output[0]] = Tensor(n.output[0], tuple(arr.shape), arr)
             continue
         nodes.append(Node(n.op_type, name, list(n.input), list(n.output), attrs))
-    inits = {i.name for i in g.initializer}
     graph = Graph(
         tensors, nodes,
-        inputs=[vi.name for vi in g.input if vi.name not in inits],
+        inputs=[vi.name for vi in _data_inputs(model)],
         outputs=[vi.name for vi in g.output],
         opset=opset,
         metadata={p.key: p.value for p in model.metadata_props},

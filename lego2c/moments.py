@@ -19,8 +19,8 @@ from .ops import CONV_OPS, lower_reduce, lower_unary, moves_batch, slice_indices
 Moments = tuple[np.ndarray, np.ndarray]  # per-channel mean and variance (or per element: see _moved)
 
 # Ops that keep each channel's mean: averaging, resizing and tiling (the variance only shrinks, or stays;
-# keeping it is an upper bound) and reshapes that leave the channel axis alone. Flattening a spatial map is not one: a
-# classifier's per-position input means differ from their channel's mean.
+# keeping it is an upper bound) and reshapes that leave the channel axis alone. Flattening a spatial map
+# is not one: a classifier's per-position input means differ from their channel's mean.
 MEAN_PRESERVING = ("GlobalAveragePool", "AveragePool", "Resize", "Tile", "Flatten", "Reshape", "Squeeze")
 MOVES = ("Reshape", "Transpose", "Slice")  # ops that move elements, channels included (_moved)
 

@@ -441,10 +441,19 @@ def _strided_copy(node: Node, g: Graph, axes: list[int], starts: list[int], step
     shape = g.shape(node.inputs[0])
     if len(shape) > MAX_DIMS:
         raise Unsupported(f"more than {MAX_DIMS} dimensions")
-    strides = [int(np.prod(shape[d + 1 :])) for d in range(len(shape))]
-    out = list(g.shape(node.outputs[0]))
-    p = dict(ndim=len(out), out_shape=out, in_stride=[strides[a] * s for a, s in zip(axes, steps)],
-             offset=strides[fixed[0]] * fixed[1] + sum(strides[a] * b for a, b in zip(axes, starts)))  # fmt: skip
+    strides = _row_major_strides(shape)
+    return _copy(node, list(g.shape(node.outputs[0])), [strides[a] * s for a, s in zip(axes, steps)],
+                 strides[fixed[0]] * fixed[1] + sum(strides[a] * b for a, b in zip(axes, starts)))
+
+
+def _row_major_strides(shape: tuple[int, ...]) -> list[int]:
+    return [int(np.prod(shape[d + 1 :])) for d in range(len(shape))]
+
+
+def _copy(node: Node, extents: list[int], in_stride: list[int], offset: int = 0) -> KernelCall:
+    """The strided copy that every data move lowers to: output element (i0, i1, ...), in row-major order over
+    `extents`, reads input element offset + sum(i_k * in_stride[k])."""
+    p = dict(ndim=len(extents), out_shape=extents, in_stride=in_stride, offset=offset)
     return KernelCall("lego_strided_copy_f32", "lego_strided_copy_params_t", p, [node.inputs[0]], node.outputs)
 
 
@@ -453,8 +462,7 @@ def lower_expand(node: Node, g: Graph) -> KernelCall:
     out = g.shape(node.outputs[0])
     if len(out) > MAX_DIMS:
         raise Unsupported(f"more than {MAX_DIMS} dimensions")
-    p = dict(ndim=len(out), out_shape=list(out), in_stride=broadcast_strides(g.shape(node.inputs[0]), out), offset=0)
-    return KernelCall("lego_strided_copy_f32", "lego_strided_copy_params_t", p, [node.inputs[0]], node.outputs)
+    return _copy(node, list(out), broadcast_strides(g.shape(node.inputs[0]), out))
 
 
 def tile_repeats(node: Node, g: Graph) -> list[int]:
@@ -468,7 +476,7 @@ def lower_tile(node: Node, g: Graph) -> KernelCall:
     """Tile (Keras's UpSampling2D, through tf2onnx): a copy whose output splits each tiled axis into
     (repeat, index), read with strides 0 and the input's."""
     shape, repeats = g.shape(node.inputs[0]), tile_repeats(node, g)
-    strides = [int(np.prod(shape[d + 1 :])) for d in range(len(shape))]
+    strides = _row_major_strides(shape)
     dims = []  # (extent, input stride) in output order; axes of extent 1 add nothing
     for d, r, stride in zip(shape, repeats, strides):
         dims += [(r, 0)] if r > 1 else []
@@ -476,8 +484,7 @@ def lower_tile(node: Node, g: Graph) -> KernelCall:
     dims = dims or [(1, 0)]
     if len(dims) > MAX_DIMS:
         raise Unsupported(f"more than {MAX_DIMS} dimensions once each tiled axis is split in two")
-    p = dict(ndim=len(dims), out_shape=[e for e, _ in dims], in_stride=[t for _, t in dims], offset=0)
-    return KernelCall("lego_strided_copy_f32", "lego_strided_copy_params_t", p, [node.inputs[0]], node.outputs)
+    return _copy(node, [e for e, _ in dims], [t for _, t in dims])
 
 
 def lower_transpose(node: Node, g: Graph) -> KernelCall:
