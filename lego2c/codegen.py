@@ -193,6 +193,7 @@ def generate(g: Graph, cm: CompressedModel, model_name: str = "model") -> Genera
         return tbl.name, tbl.nbytes
 
     layers: list[LayerCode] = []
+    weight_structs: dict[str, str] = {}  # weight tensor -> the C name of the layer that declared it
     for idx, (node, call) in enumerate(lowered):
         cname = f"l{idx}_{c_ident(node.name)}"[:48]
         out_shape = g.shape(call.outputs[0])
@@ -206,7 +207,10 @@ def generate(g: Graph, cm: CompressedModel, model_name: str = "model") -> Genera
             continue
         args = [f"&{cname}_params"]
         decls.append(_struct(call.params_type, f"{cname}_params", call.params))
-        if call.weight is not None:
+        if call.weight in weight_structs:  # read by an earlier call too: stored once
+            args.append(f"&{weight_structs[call.weight]}_weights")
+            comment += f", the weights of {weight_structs[call.weight]}, {call.macs} MACs"
+        elif call.weight is not None:
             lw = cm.layers[call.weight]
             wdecl, wtables = _weights(cname, lw, codebooks[lw.codebook] if lw.storage == "tiled" and lw.codebook else None)
             decls.append(wdecl)
@@ -214,6 +218,7 @@ def generate(g: Graph, cm: CompressedModel, model_name: str = "model") -> Genera
                 emitted[f"__{t.name}"] = t
             flash += sum(t.nbytes for t in wtables)
             params += lw.params + (lw.rows if lw.bias is not None else 0)
+            weight_structs[call.weight] = cname
             args.append(f"&{cname}_weights")
             comment += f", {lw.params} params, {call.macs} MACs"
         operands = []

@@ -242,7 +242,18 @@ def bias_of(node: Node, g: Graph) -> np.ndarray | None:
 
 
 def weighted_nodes(g: Graph) -> list[Node]:
-    return [n for n in g.nodes if n.op in WEIGHTED_OPS and g.const(n.inputs[1]) is not None]
+    """One node per layer: the first that reads each weight. Nodes that read the same weight (tied weights, the
+    steps of an unrolled recurrence) share one stored layer; the frontend unties those that read it differently."""
+    first: dict[str, Node] = {}
+    for n in weight_readers(g):
+        first.setdefault(n.inputs[1], n)
+    return list(first.values())
+
+
+def weight_readers(g: Graph, tensor: str | None = None) -> list[Node]:
+    """Every node that computes with a constant weight (`tensor`, if given)."""
+    return [n for n in g.nodes if n.op in WEIGHTED_OPS and g.const(n.inputs[1]) is not None
+            and (tensor is None or n.inputs[1] == tensor)]  # fmt: skip
 
 
 def tiles_of(m: np.ndarray, tile: tuple[int, int]) -> np.ndarray:

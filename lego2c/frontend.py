@@ -23,6 +23,7 @@ from onnx import helper, numpy_helper, shape_inference
 from . import ops
 from .errors import UnsupportedModelError, UsageError
 from .ir import Graph, Node, Tensor
+from .recurrent import unroll_recurrences
 
 MIN_OPSET = 7
 MAX_OPSET = onnx.defs.onnx_opset_version()
@@ -49,7 +50,7 @@ def load_model(path: str | Path, input_shape: list[int] | None = None, output: s
     _pin_input_shape(model, input_shape)
     _refuse_huge_tensors(model)
     bn_stats = _batchnorm_stats(model)  # before onnxslim fuses BatchNorms into their convolutions
-    model = _fold_shape_subgraphs(model)
+    model = unroll_recurrences(_fold_shape_subgraphs(model))
     try:
         model = shape_inference.infer_shapes(model, strict_mode=True, data_prop=True)
     except Exception as e:  # onnx raises several unrelated types here
@@ -410,6 +411,7 @@ def _to_ir(model: onnx.ModelProto) -> Graph:
 def _simplify(g: Graph) -> None:
     _drop_identities(g)
     _split_to_slices(g)
+    _split_wide_concats(g)
     _canonicalise_dense(g)
     _fold_batchnorm(g)
     g.prune_unused()
@@ -494,6 +496,27 @@ def _split_to_slices(g: Graph) -> None:
             start += length
         at = g.nodes.index(split)
         g.nodes[at : at + 1] = slices
+
+
+def _split_wide_concats(g: Graph) -> None:
+    """A Concat of more inputs than one kernel call takes -> a tree of Concats (an unrolled sequence's steps)."""
+    for cat in [n for n in g.nodes if n.op == "Concat" and len(n.inputs) > ops.MAX_CONCAT]:
+        axis = int(cat.attrs["axis"]) % len(g.shape(cat.outputs[0]))
+        inputs, parts = list(cat.inputs), []
+        while len(inputs) > ops.MAX_CONCAT:  # each level concatenates runs of neighbours, keeping their order
+            level = []
+            for k in range(0, len(inputs), ops.MAX_CONCAT):
+                group = inputs[k : k + ops.MAX_CONCAT]
+                shape = list(g.shape(group[0]))
+                shape[axis] = sum(g.shape(i)[axis] for i in group)
+                name = f"{cat.name}__part{len(parts)}"
+                g.tensors[name] = Tensor(name, tuple(shape))
+                parts.append(Node("Concat", name, group, [name], {"axis": axis}))
+                level.append(name)
+            inputs = level
+        at = g.nodes.index(cat)
+        g.nodes[at:at] = parts
+        cat.inputs = inputs
 
 
 def _canonicalise_dense(g: Graph) -> None:

@@ -15,6 +15,7 @@ import numpy as np
 from .ir import Graph, Node
 
 MAX_DIMS = 6  # must match LEGO_MAX_DIMS in runtime/lego_runtime.h
+MAX_CONCAT = 8  # inputs per Concat kernel call: LEGO_MAX_CONCAT (the frontend splits wider ones)
 WEIGHTED_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")  # a constant input 1 is a weight, to cluster
 CONV_OPS = ("Conv", "ConvTranspose")  # output channels on axis 1
 
@@ -365,8 +366,8 @@ def lower_concat(node: Node, g: Graph) -> KernelCall:
     sizes = [g.shape(i)[axis] * inner for i in node.inputs]
     p = dict(outer=outer, out_inner=out[axis] * inner, n_inputs=len(sizes))
     p["in_inner"] = sizes
-    if len(sizes) > 8:
-        raise Unsupported("more than 8 inputs")
+    if len(sizes) > MAX_CONCAT:
+        raise Unsupported(f"more than {MAX_CONCAT} inputs")
     return KernelCall("lego_concat_f32", "lego_concat_params_t", p, list(node.inputs), node.outputs)
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from .compress import CompressedModel, relative_error, weight_matrix, weighted_nodes
+from .ops import WEIGHTED_OPS
 from .ir import Graph, Node
 from .packing import pack_indices
 
@@ -22,22 +23,24 @@ CHUNK = 64  # calibration inputs per forward pass while H is accumulated
 
 
 def input_hessians(g: Graph, x: np.ndarray) -> dict[str, np.ndarray]:
-    """H = X^T X / n of every ungrouped weighted layer, from the original model's inputs to it."""
+    """H = X^T X / n of every ungrouped weighted layer, by weight tensor, from the original model's inputs to it."""
     from .calibrate import require_torch
 
     torch = require_torch()
     from .torchexec import Executor, columns
 
     ex = Executor(g)
-    wanted = {n.name for n in weighted_nodes(g) if int(n.attrs.get("group", 1)) == 1}
+    wanted = {n.inputs[1] for n in weighted_nodes(g) if int(n.attrs.get("group", 1)) == 1}
     sums: dict[str, object] = {}
     counts: dict[str, int] = {}
 
     def accumulate(node: Node, t) -> None:  # type: ignore[no-untyped-def]
-        if node.name in wanted:
+        # A weight that several nodes read errs in each of their outputs: their inputs add up.
+        w = node.inputs[1] if node.op in WEIGHTED_OPS and len(node.inputs) > 1 else None
+        if w in wanted:
             cols = columns(ex, node, t).double()
-            sums[node.name] = sums.get(node.name, 0) + cols.T @ cols  # type: ignore[operator]
-            counts[node.name] = counts.get(node.name, 0) + cols.shape[0]
+            sums[w] = sums.get(w, 0) + cols.T @ cols  # type: ignore[operator]
+            counts[w] = counts.get(w, 0) + cols.shape[0]
 
     with torch.no_grad():
         for s in range(0, len(x), CHUNK):
@@ -49,14 +52,14 @@ def reassign(g: Graph, cm: CompressedModel, hessians: dict[str, np.ndarray]) -> 
     """Re-pick every tile's codebook entry of the tiled layers in `hessians`, in place."""
     for node in weighted_nodes(g):
         lw = cm.layers[node.inputs[1]]
-        if node.name not in hessians or lw.storage != "tiled":
+        if node.inputs[1] not in hessians or lw.storage != "tiled":
             continue
         assert lw.codebook is not None
         m = weight_matrix(node, g).astype(np.float64)
         if lw.scale is not None:
             m = m / lw.scale[:, None]  # indices address the per-channel-normalised weights
         centroids = cm.codebooks[lw.codebook].centroids.astype(np.float64)
-        lw.indices = _assign(m, hessians[node.name], centroids, lw.tile)
+        lw.indices = _assign(m, hessians[node.inputs[1]], centroids, lw.tile)
         lw.packed = pack_indices(lw.indices, lw.bits)
         lw.rel_error = relative_error(cm.matrix(lw.tensor), weight_matrix(node, g))
 

@@ -232,9 +232,9 @@ def test_reassignment_lowers_every_layers_output_error() -> None:
     def output_errors() -> dict[str, float]:
         out = {}
         for n in weighted_nodes(c.graph):
-            if n.name in hessians and c.compressed.layers[n.inputs[1]].storage == "tiled":
+            if n.inputs[1] in hessians and c.compressed.layers[n.inputs[1]].storage == "tiled":
                 d = c.compressed.matrix(n.inputs[1]) - weight_matrix(n, c.graph)
-                out[n.name] = float(np.einsum("rc,cd,rd->", d, hessians[n.name], d))
+                out[n.name] = float(np.einsum("rc,cd,rd->", d, hessians[n.inputs[1]], d))
         return out
 
     before = output_errors()

@@ -1,0 +1,316 @@
+"""ONNX LSTM, GRU and RNN nodes, unrolled over their (static) sequence into ops the rest of lego2c compiles.
+
+A recurrent layer is a loop of small matrix products and gate arithmetic, and its sequence length is fixed
+once the input shape is. Unrolled, it needs no kernel, storage format or calibration code of its own: the
+input projection of all time steps is one MatMul, each step's recurrent product is a MatMul that reads the
+same weight (stored once: `compress.weighted_nodes`), and the gates are Slice, Sigmoid, Tanh, Mul and Add.
+
+Time steps run along axis 1, batch first, as the calibration executor needs (`ops.moves_batch`). The ONNX
+outputs, time-major by default, are rebuilt with transposes, which `_cancel_transposes` then removes where
+the exporter transposed back (PyTorch's `batch_first=True`, tf2onnx's Keras layers).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import onnx
+from onnx import helper, numpy_helper, shape_inference
+
+from .errors import UnsupportedModelError
+
+RECURRENT_OPS = {"LSTM": 4, "GRU": 3, "RNN": 1}  # op -> gates per hidden unit
+DEFAULT_ACTIVATIONS = {"LSTM": ["Sigmoid", "Tanh", "Tanh"], "GRU": ["Sigmoid", "Tanh"], "RNN": ["Tanh"]}
+
+
+@dataclass
+class _Builder:
+    """New nodes and initializers for one recurrent node, named after it."""
+
+    prefix: str
+    nodes: list[onnx.NodeProto] = field(default_factory=list)
+    inits: list[onnx.TensorProto] = field(default_factory=list)
+    count: int = 0
+
+    def name(self, what: str) -> str:
+        self.count += 1
+        return f"{self.prefix}/{what}_{self.count}"
+
+    def const(self, value: np.ndarray, what: str = "const") -> str:
+        name = self.name(what)
+        self.inits.append(numpy_helper.from_array(np.ascontiguousarray(value), name))
+        return name
+
+    def op(self, op_type: str, inputs: list[str], output: str | None = None, **attrs: object) -> str:
+        out = output or self.name(op_type)
+        self.nodes.append(helper.make_node(op_type, inputs, [out], name=self.name(op_type), **attrs))
+        return out
+
+    def slice(self, x: str, axis: int, start: int, end: int) -> str:
+        i64 = np.int64
+        return self.op("Slice", [x, self.const(np.array([start], i64)), self.const(np.array([end], i64)),
+                                 self.const(np.array([axis], i64))])  # fmt: skip
+
+
+def unroll_recurrences(model: onnx.ModelProto) -> onnx.ModelProto:
+    """The model with every LSTM, GRU and RNN node replaced by its unrolled equivalent."""
+    if not any(n.op_type in RECURRENT_OPS and n.domain in ("", "ai.onnx") for n in model.graph.node):
+        return model
+    try:
+        inferred = shape_inference.infer_shapes(model, strict_mode=True, data_prop=True)
+    except Exception as e:  # onnx raises several unrelated types here
+        raise UnsupportedModelError(f"shape inference failed: {str(e).strip().splitlines()[0][:300]}") from None
+    shapes = {vi.name: [d.dim_value if d.HasField("dim_value") else -1 for d in vi.type.tensor_type.shape.dim]
+              for vi in [*inferred.graph.input, *inferred.graph.value_info, *inferred.graph.output]}  # fmt: skip
+    consts = _constants(model.graph)
+    problems = [p for n in model.graph.node if n.op_type in RECURRENT_OPS for p in _problems(n, consts, shapes)]
+    if problems:
+        raise UnsupportedModelError(f"{len(problems)} recurrent node(s) cannot be compiled:\n  " + "\n  ".join(problems),
+                                    hint="lego2c unrolls LSTM, GRU and RNN nodes with the default activations, "
+                                         "no peepholes, constant initial states and every sequence full length")  # fmt: skip
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    del out.graph.node[:]
+    steps_of: dict[str, list[str]] = {}  # each direction's (batch, steps, hidden) output -> its steps
+    for n in model.graph.node:
+        if n.op_type not in RECURRENT_OPS:
+            out.graph.node.append(n)
+            continue
+        b = _Builder(n.name or f"{n.op_type}_{len(out.graph.node)}")
+        steps_of.update(_unroll(n, b, consts, shapes[n.input[0]]))
+        out.graph.node.extend(b.nodes)
+        out.graph.initializer.extend(b.inits)
+    _cancel_transposes(out.graph)
+    _pick_steps(out.graph, steps_of)
+    _drop_dead_nodes(out.graph)
+    return out
+
+
+def _constants(g: onnx.GraphProto) -> dict[str, np.ndarray]:
+    consts = {i.name: numpy_helper.to_array(i) for i in g.initializer}
+    for n in g.node:
+        if n.op_type == "Constant" and n.attribute and n.attribute[0].name == "value":
+            consts[n.output[0]] = numpy_helper.to_array(n.attribute[0].t)
+    return consts
+
+
+def _attrs(n: onnx.NodeProto) -> dict[str, object]:
+    return {a.name: helper.get_attribute_value(a) for a in n.attribute}
+
+
+def _problems(n: onnx.NodeProto, consts: dict[str, np.ndarray], shapes: dict[str, list[int]]) -> list[str]:
+    """Why `n` cannot be unrolled, one line each ('op name: reason')."""
+    a, where = _attrs(n), f"{n.op_type} '{n.name}'"
+    found = []
+    acts = [s.decode() if isinstance(s, bytes) else s for s in a.get("activations", [])]  # type: ignore[union-attr]
+    if acts and [x.lower() for x in acts] != [x.lower() for x in DEFAULT_ACTIVATIONS[n.op_type]] * (len(acts) // len(DEFAULT_ACTIVATIONS[n.op_type])):
+        found.append(f"{where}: activations {acts} (only the defaults, {DEFAULT_ACTIVATIONS[n.op_type]})")
+    if a.get("input_forget", 0):
+        found.append(f"{where}: input_forget=1")
+    for i, what in [(1, "W"), (2, "R"), (3, "B")]:
+        if len(n.input) > i and n.input[i] and n.input[i] not in consts:
+            found.append(f"{where}: its {what} is computed, not a constant")
+    if len(n.input) > 4 and n.input[4]:
+        lens = consts.get(n.input[4])
+        seq = shapes.get(n.input[0], [-1, -1])[1 if a.get("layout", 0) else 0]
+        if lens is None or (lens != seq).any():
+            found.append(f"{where}: sequence_lens other than every sequence's full length")
+    for i, what in [(5, "initial_h"), (6, "initial_c")]:
+        if len(n.input) > i and n.input[i] and n.input[i] not in consts:
+            found.append(f"{where}: its {what} is computed at run time, not a constant")
+    if n.op_type == "LSTM" and len(n.input) > 7 and n.input[7] and (n.input[7] not in consts or consts[n.input[7]].any()):
+        found.append(f"{where}: peephole weights (P)")
+    shape = shapes.get(n.input[0], [])
+    if len(shape) != 3 or min(shape) < 1:
+        found.append(f"{where}: input shape {shape} is not static (batch, sequence and features)")
+    return found
+
+
+def _unroll(n: onnx.NodeProto, b: _Builder, consts: dict[str, np.ndarray], x_shape: list[int]) -> dict[str, list[str]]:
+    """Append `n`'s unrolled nodes to `b`; return each direction's output sequence and its steps, in order."""
+    a = _attrs(n)
+    layout = int(a.get("layout", 0))  # type: ignore[call-overload]
+    direction = a.get("direction", b"forward")
+    direction = direction.decode() if isinstance(direction, bytes) else direction
+    gates = RECURRENT_OPS[n.op_type]
+    w, r = consts[n.input[1]].astype(np.float32), consts[n.input[2]].astype(np.float32)
+    dirs, hidden = w.shape[0], r.shape[-1]
+    batch, steps = (x_shape[0], x_shape[1]) if layout else (x_shape[1], x_shape[0])
+    bias = consts[n.input[3]].astype(np.float32) if len(n.input) > 3 and n.input[3] else np.zeros((dirs, 2 * gates * hidden), np.float32)
+    clip = a.get("clip")
+    x = n.input[0] if layout else b.op("Transpose", [n.input[0]], perm=[1, 0, 2])  # (batch, steps, features)
+
+    def state(i: int, d: int) -> str | None:
+        """Direction d's initial state (batch, 1, hidden) from input i, or None when it is zero."""
+        if len(n.input) <= i or not n.input[i] or not consts[n.input[i]].any():
+            return None
+        s = consts[n.input[i]].astype(np.float32)  # (dirs, batch, hidden), or (batch, dirs, hidden) in layout 1
+        return b.const((s[:, d] if layout else s[d]).reshape(batch, 1, hidden), "initial")
+
+    def act(op_type: str, v: str) -> str:
+        if clip is not None:
+            v = b.op("Clip", [v, b.const(np.array(-clip, np.float32)), b.const(np.array(clip, np.float32))])
+        return b.op(op_type, [v])
+
+    ys, hs, cs = [], [], []
+    sequences: dict[str, list[str]] = {}
+    for d in range(dirs):
+        reverse = direction == "reverse" or d == 1
+        wb, rb = bias[d, : gates * hidden], bias[d, gates * hidden :]
+        # GRU's linear_before_reset puts the candidate's recurrent bias inside the reset gate's product.
+        lbr = n.op_type == "GRU" and bool(a.get("linear_before_reset", 0))
+        # All steps' input projections at once, with every bias that adds to them outside a gate.
+        folded = wb + rb if not lbr else wb + np.concatenate([rb[: 2 * hidden], np.zeros(hidden, np.float32)])
+        xw = b.op("Add", [b.op("MatMul", [x, b.const(w[d].T, "W")]), b.const(folded, "B")])
+        if n.op_type == "GRU" and not lbr:  # the reset gate multiplies the state before its product
+            r_zr, r_h = b.const(r[d, : 2 * hidden].T, "R"), b.const(r[d, 2 * hidden :].T, "R")
+        else:
+            r_all = b.const(r[d].T, "R")
+            rb_h = b.const(rb[2 * hidden :], "B") if lbr else ""
+        h, c = state(5, d), state(6, d)
+        outs: dict[int, str] = {}
+        for t in reversed(range(steps)) if reverse else range(steps):
+            g = b.slice(xw, 1, t, t + 1)  # (batch, 1, gates * hidden)
+            if n.op_type == "LSTM":
+                if h is not None:
+                    g = b.op("Add", [g, b.op("MatMul", [h, r_all])])
+                sig = act("Sigmoid", b.slice(g, 2, 0, 3 * hidden))  # ONNX order i, o, f, c
+                cand = act("Tanh", b.slice(g, 2, 3 * hidden, 4 * hidden))
+                i_g, o_g, f_g = (b.slice(sig, 2, k * hidden, (k + 1) * hidden) for k in range(3))
+                new = b.op("Mul", [i_g, cand])
+                c = new if c is None else b.op("Add", [b.op("Mul", [f_g, c]), new])
+                h = b.op("Mul", [o_g, b.op("Tanh", [c])])
+            elif n.op_type == "GRU":
+                zr = b.slice(g, 2, 0, 2 * hidden)  # ONNX order z, r, h
+                g_h = b.slice(g, 2, 2 * hidden, 3 * hidden)
+                if h is not None and lbr:
+                    rh = b.op("MatMul", [h, r_all])
+                    zr = b.op("Add", [zr, b.slice(rh, 2, 0, 2 * hidden)])
+                elif h is not None:
+                    zr = b.op("Add", [zr, b.op("MatMul", [h, r_zr])])
+                zr = act("Sigmoid", zr)
+                z, r_g = b.slice(zr, 2, 0, hidden), b.slice(zr, 2, hidden, 2 * hidden)
+                if lbr:  # from a zero state only the recurrent bias is left inside the gate
+                    inner = rb_h if h is None else b.op("Add", [b.slice(rh, 2, 2 * hidden, 3 * hidden), rb_h])
+                    g_h = b.op("Add", [g_h, b.op("Mul", [r_g, inner])])
+                elif h is not None:
+                    g_h = b.op("Add", [g_h, b.op("MatMul", [b.op("Mul", [r_g, h]), r_h])])
+                cand = act("Tanh", g_h)
+                # (1 - z) * cand + z * h  =  cand + z * (h - cand)
+                h = b.op("Mul", [b.op("Sub", [b.const(np.array(1, np.float32)), z]), cand]) if h is None else \
+                    b.op("Add", [cand, b.op("Mul", [z, b.op("Sub", [h, cand])])])  # fmt: skip
+            else:
+                if h is not None:
+                    g = b.op("Add", [g, b.op("MatMul", [h, r_all])])
+                h = act("Tanh", g)
+            outs[t] = h
+        ordered = [outs[t] for t in range(steps)]
+        ys.append(b.op("Concat", ordered, axis=1))
+        sequences[ys[-1]] = ordered
+        hs.append(h)
+        cs.append(c)
+    _outputs(n, b, layout, ys, hs, cs)
+    return sequences
+
+
+def _outputs(n: onnx.NodeProto, b: _Builder, layout: int, ys: list[str], hs: list[str], cs: list[str | None]) -> None:
+    """The ONNX outputs from each direction's (batch, steps, hidden) sequence and (batch, 1, hidden) last states."""
+    wanted = [o for o in n.output] + [""] * (3 - len(n.output))
+    def axes(*a: int) -> str:
+        return b.const(np.array(a, np.int64), "axes")
+
+    # One direction's outputs are built as Unsqueezes of batch-first tensors, so that an exporter's
+    # Squeeze of the direction axis (and its Transpose back to batch first) cancels (`_cancel_transposes`).
+    if wanted[0]:  # Y: (steps, dirs, batch, hidden), or (batch, steps, dirs, hidden) in layout 1
+        if layout:
+            b.op("Concat", [b.op("Unsqueeze", [y, axes(2)]) for y in ys], wanted[0], axis=2)
+        elif len(ys) == 1:
+            b.op("Unsqueeze", [b.op("Transpose", [ys[0]], perm=[1, 0, 2]), axes(1)], wanted[0])
+        else:
+            y = b.op("Concat", [b.op("Unsqueeze", [y, axes(2)]) for y in ys], axis=2)
+            b.op("Transpose", [y], wanted[0], perm=[1, 2, 0, 3])
+    for out, last in [(wanted[1], hs), (wanted[2], cs)]:
+        if not out:
+            continue
+        assert all(s is not None for s in last)  # the sequence has at least one step
+        if layout:  # (batch, dirs, hidden)
+            b.op("Concat", list(last), out, axis=1)  # type: ignore[arg-type]
+        elif len(last) == 1:  # (1, batch, hidden)
+            b.op("Unsqueeze", [b.op("Squeeze", [last[0], axes(1)]), axes(0)], out)  # type: ignore[list-item]
+        else:
+            b.op("Transpose", [b.op("Concat", list(last), axis=1)], out, perm=[1, 0, 2])  # type: ignore[arg-type]
+
+
+def _cancel_transposes(g: onnx.GraphProto) -> None:
+    """Remove the pairs that undo each other (a Transpose and its inverse, an Unsqueeze and the Squeeze of
+    the same axes), so that a batch-first model stays batch first around an unrolled layer."""
+    consts = _constants(g)
+    while True:
+        producers = {o: n for n in g.node for o in n.output}
+        readers: dict[str, int] = {}
+        for n in g.node:
+            for i in n.input:
+                readers[i] = readers.get(i, 0) + 1
+        kept = {o.name for o in g.output}
+        pair = next(((first, n) for n in g.node if n.input and (first := producers.get(n.input[0])) is not None
+                     and readers.get(first.output[0]) == 1 and first.output[0] not in kept
+                     and _undoes(first, n, consts)), None)  # fmt: skip
+        if pair is None:
+            return
+        first, second = pair
+        _rename_input(g, second.output[0], first.input[0])
+        g.node.remove(first)
+        g.node.remove(second)
+
+
+def _undoes(first: onnx.NodeProto, second: onnx.NodeProto, consts: dict[str, np.ndarray]) -> bool:
+    if (first.op_type, second.op_type) == ("Transpose", "Transpose"):
+        p1, p2 = _attrs(first)["perm"], _attrs(second)["perm"]
+        return [p1[i] for i in p2] == list(range(len(p2)))  # type: ignore[index, arg-type]
+    if (first.op_type, second.op_type) == ("Unsqueeze", "Squeeze"):
+        a1, a2 = _axes(first, consts), _axes(second, consts)
+        return a1 is not None and a1 == a2
+    return False
+
+
+def _axes(n: onnx.NodeProto, consts: dict[str, np.ndarray]) -> list[int] | None:
+    """A Squeeze's or Unsqueeze's axes, from its attribute (before opset 13) or its constant input."""
+    if len(n.input) > 1:
+        return sorted(int(v) for v in consts[n.input[1]].reshape(-1)) if n.input[1] in consts else None
+    return sorted(_attrs(n).get("axes", [])) or None  # type: ignore[arg-type]
+
+
+def _pick_steps(g: onnx.GraphProto, sequences: dict[str, list[str]]) -> None:
+    """A Gather of one time step from an unrolled sequence (PyTorch's `y[:, -1]`) reads that step instead."""
+    consts, nodes = _constants(g), []
+    for n in g.node:
+        index = consts.get(n.input[1]) if n.op_type == "Gather" and n.input[0] in sequences else None
+        if index is not None and index.ndim == 0 and int(_attrs(n).get("axis", 0)) in (1, -2):  # type: ignore[call-overload]
+            axes = numpy_helper.from_array(np.array([1], np.int64), f"{n.name}/axes")
+            g.initializer.append(axes)
+            n = helper.make_node("Squeeze", [sequences[n.input[0]][int(index)], axes.name], list(n.output), name=n.name)
+        nodes.append(n)
+    del g.node[:]
+    g.node.extend(nodes)
+
+
+def _drop_dead_nodes(g: onnx.GraphProto) -> None:
+    """Nodes whose outputs nothing reads: the unrolled outputs, states and steps that the model does not use."""
+    while True:
+        read = {i for n in g.node for i in n.input} | {o.name for o in g.output}
+        dead = [n for n in g.node if not any(o in read for o in n.output)]
+        if not dead:
+            return
+        for n in dead:
+            g.node.remove(n)
+
+
+def _rename_input(g: onnx.GraphProto, old: str, new: str) -> None:
+    """Every reader of `old` reads `new` instead (a graph output keeps its name through an Identity)."""
+    for n in g.node:
+        for i, name in enumerate(n.input):
+            if name == old:
+                n.input[i] = new
+    if any(o.name == old for o in g.output):
+        g.node.append(helper.make_node("Identity", [new], [old], name=f"{old}/kept"))
