@@ -23,7 +23,7 @@ from onnx import helper, numpy_helper, shape_inference
 from . import ops
 from .errors import UnsupportedModelError, UsageError
 from .ir import Graph, Node, Tensor
-from .recurrent import unroll_recurrences
+from .recurrent import RECURRENT_OPS, unroll_recurrences
 
 MIN_OPSET = 7
 MAX_OPSET = onnx.defs.onnx_opset_version()
@@ -50,7 +50,7 @@ def load_model(path: str | Path, input_shape: list[int] | None = None, output: s
     _pin_input_shape(model, input_shape)
     _refuse_huge_tensors(model)
     bn_stats = _batchnorm_stats(model)  # before onnxslim fuses BatchNorms into their convolutions
-    model = unroll_recurrences(_fold_shape_subgraphs(model))
+    model, refused = unroll_recurrences(_fold_shape_subgraphs(model))
     try:
         model = shape_inference.infer_shapes(model, strict_mode=True, data_prop=True)
     except Exception as e:  # onnx raises several unrelated types here
@@ -61,7 +61,7 @@ def load_model(path: str | Path, input_shape: list[int] | None = None, output: s
     graph.chosen_output, graph.dropped_inputs = output, dropped
     _check_io(graph)
     _refuse_unusable_weights(graph)
-    _refuse_unsupported(ops.unsupported_nodes(graph))
+    _refuse_unsupported(ops.unsupported_nodes(graph) | refused)
     return graph
 
 
@@ -75,7 +75,7 @@ def _refuse_unsupported(problems: dict[str, list[str]]) -> None:
         hint = "quantised (QDQ) models are not supported yet: export the float32 model instead"
     raise UnsupportedModelError(
         f"{sum(len(v) for v in problems.values())} node(s) cannot be compiled:\n  " + "\n  ".join(lines),
-        hint=hint or "supported ops: " + ", ".join(sorted(ops.LOWERINGS)),
+        hint=hint or "supported ops: " + ", ".join(sorted({*ops.LOWERINGS, *RECURRENT_OPS})),
     )
 
 
@@ -414,6 +414,7 @@ def _simplify(g: Graph) -> None:
     _split_wide_concats(g)
     _canonicalise_dense(g)
     _fold_batchnorm(g)
+    _untie_weights(g)
     g.prune_unused()
     if any(not t.is_const and (t.shape == (-2,) or min(t.shape, default=0) < 0) for t in g.tensors.values()):
         # Ops lego2c has no lowering for (another domain's, often) leave tensors of other types or unknown
@@ -536,6 +537,18 @@ def _canonicalise_dense(g: Graph) -> None:
                 bias = np.broadcast_to(c.reshape(-1), (out_shape[-1],)) * np.float32(n.attrs.get("beta", 1.0))
                 _set_private_const(g, n, 2, np.ascontiguousarray(bias, dtype=np.float32))
             n.attrs.update(transB=1, alpha=1.0, beta=1.0)
+
+
+def _untie_weights(g: Graph) -> None:
+    """A weight that several nodes read is stored once (`compress.weighted_nodes`), with one bias and one
+    orientation: a reader of another op, bias or group count gets its own copy."""
+    first: dict[str, tuple[object, ...]] = {}
+    for n in g.nodes:
+        if n.op not in ops.WEIGHTED_OPS or g.const(n.inputs[1]) is None:
+            continue
+        key = (n.op, n.inputs[2] if len(n.inputs) > 2 else "", n.attrs.get("group", 1))
+        if first.setdefault(n.inputs[1], key) != key:
+            _set_private_const(g, n, 1, g.const(n.inputs[1]))  # type: ignore[arg-type]
 
 
 def _set_private_const(g: Graph, node: Node, idx: int, value: np.ndarray) -> None:

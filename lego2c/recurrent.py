@@ -53,10 +53,11 @@ class _Builder:
                                  self.const(np.array([axis], i64))])  # fmt: skip
 
 
-def unroll_recurrences(model: onnx.ModelProto) -> onnx.ModelProto:
-    """The model with every LSTM, GRU and RNN node replaced by its unrolled equivalent."""
+def unroll_recurrences(model: onnx.ModelProto) -> tuple[onnx.ModelProto, dict[str, list[str]]]:
+    """The model with every LSTM, GRU and RNN node replaced by its unrolled equivalent, and those that cannot
+    be, left in place and named with the reasons ('op' -> ['node (reasons)', ...], for the unsupported-op report)."""
     if not any(n.op_type in RECURRENT_OPS and n.domain in ("", "ai.onnx") for n in model.graph.node):
-        return model
+        return model, {}
     try:
         inferred = shape_inference.infer_shapes(model, strict_mode=True, data_prop=True)
     except Exception as e:  # onnx raises several unrelated types here
@@ -64,17 +65,16 @@ def unroll_recurrences(model: onnx.ModelProto) -> onnx.ModelProto:
     shapes = {vi.name: [d.dim_value if d.HasField("dim_value") else -1 for d in vi.type.tensor_type.shape.dim]
               for vi in [*inferred.graph.input, *inferred.graph.value_info, *inferred.graph.output]}  # fmt: skip
     consts = _constants(model.graph)
-    problems = [p for n in model.graph.node if n.op_type in RECURRENT_OPS for p in _problems(n, consts, shapes)]
-    if problems:
-        raise UnsupportedModelError(f"{len(problems)} recurrent node(s) cannot be compiled:\n  " + "\n  ".join(problems),
-                                    hint="lego2c unrolls LSTM, GRU and RNN nodes with the default activations, "
-                                         "no peepholes, constant initial states and every sequence full length")  # fmt: skip
+    refused: dict[str, list[str]] = {}
+    for n in model.graph.node:
+        if n.op_type in RECURRENT_OPS and (reasons := _problems(n, consts, shapes)):
+            refused.setdefault(n.op_type, []).append(f"{n.name} ({'; '.join(reasons)})")
     out = onnx.ModelProto()
     out.CopyFrom(model)
     del out.graph.node[:]
     steps_of: dict[str, list[str]] = {}  # each direction's (batch, steps, hidden) output -> its steps
     for n in model.graph.node:
-        if n.op_type not in RECURRENT_OPS:
+        if n.op_type not in RECURRENT_OPS or any(line.startswith(f"{n.name} (") for line in refused.get(n.op_type, [])):
             out.graph.node.append(n)
             continue
         b = _Builder(n.name or f"{n.op_type}_{len(out.graph.node)}")
@@ -83,8 +83,9 @@ def unroll_recurrences(model: onnx.ModelProto) -> onnx.ModelProto:
         out.graph.initializer.extend(b.inits)
     _cancel_transposes(out.graph)
     _pick_steps(out.graph, steps_of)
+    _cancel_transposes(out.graph)
     _drop_dead_nodes(out.graph)
-    return out
+    return out, refused
 
 
 def _constants(g: onnx.GraphProto) -> dict[str, np.ndarray]:
@@ -100,53 +101,53 @@ def _attrs(n: onnx.NodeProto) -> dict[str, object]:
 
 
 def _problems(n: onnx.NodeProto, consts: dict[str, np.ndarray], shapes: dict[str, list[int]]) -> list[str]:
-    """Why `n` cannot be unrolled, one line each ('op name: reason')."""
-    a, where = _attrs(n), f"{n.op_type} '{n.name}'"
+    """Why `n` cannot be unrolled, if it cannot."""
+    a = _attrs(n)
     found = []
     acts = [s.decode() if isinstance(s, bytes) else s for s in a.get("activations", [])]  # type: ignore[union-attr]
     if acts and [x.lower() for x in acts] != [x.lower() for x in DEFAULT_ACTIVATIONS[n.op_type]] * (len(acts) // len(DEFAULT_ACTIVATIONS[n.op_type])):
-        found.append(f"{where}: activations {acts} (only the defaults, {DEFAULT_ACTIVATIONS[n.op_type]})")
+        found.append(f"activations {acts}, not the defaults {DEFAULT_ACTIVATIONS[n.op_type]}")
     if a.get("input_forget", 0):
-        found.append(f"{where}: input_forget=1")
+        found.append("input_forget=1")
+    if a.get("layout", 0):  # nothing to check the unrolled layer against
+        found.append("layout=1 (batch first), which onnxruntime cannot run either: export it time-major")
     for i, what in [(1, "W"), (2, "R"), (3, "B")]:
         if len(n.input) > i and n.input[i] and n.input[i] not in consts:
-            found.append(f"{where}: its {what} is computed, not a constant")
+            found.append(f"its {what} is computed, not a constant")
     if len(n.input) > 4 and n.input[4]:
         lens = consts.get(n.input[4])
-        seq = shapes.get(n.input[0], [-1, -1])[1 if a.get("layout", 0) else 0]
+        seq = shapes.get(n.input[0], [-1])[0]
         if lens is None or (lens != seq).any():
-            found.append(f"{where}: sequence_lens other than every sequence's full length")
+            found.append("sequence_lens other than every sequence's full length")
     for i, what in [(5, "initial_h"), (6, "initial_c")]:
         if len(n.input) > i and n.input[i] and n.input[i] not in consts:
-            found.append(f"{where}: its {what} is computed at run time, not a constant")
+            found.append(f"its {what} is computed at run time, not a constant")
     if n.op_type == "LSTM" and len(n.input) > 7 and n.input[7] and (n.input[7] not in consts or consts[n.input[7]].any()):
-        found.append(f"{where}: peephole weights (P)")
+        found.append("peephole weights (P)")
     shape = shapes.get(n.input[0], [])
     if len(shape) != 3 or min(shape) < 1:
-        found.append(f"{where}: input shape {shape} is not static (batch, sequence and features)")
+        found.append(f"input shape {shape} is not static (batch, sequence and features)")
     return found
 
 
 def _unroll(n: onnx.NodeProto, b: _Builder, consts: dict[str, np.ndarray], x_shape: list[int]) -> dict[str, list[str]]:
     """Append `n`'s unrolled nodes to `b`; return each direction's output sequence and its steps, in order."""
     a = _attrs(n)
-    layout = int(a.get("layout", 0))  # type: ignore[call-overload]
     direction = a.get("direction", b"forward")
     direction = direction.decode() if isinstance(direction, bytes) else direction
     gates = RECURRENT_OPS[n.op_type]
     w, r = consts[n.input[1]].astype(np.float32), consts[n.input[2]].astype(np.float32)
     dirs, hidden = w.shape[0], r.shape[-1]
-    batch, steps = (x_shape[0], x_shape[1]) if layout else (x_shape[1], x_shape[0])
+    steps, batch = x_shape[0], x_shape[1]
     bias = consts[n.input[3]].astype(np.float32) if len(n.input) > 3 and n.input[3] else np.zeros((dirs, 2 * gates * hidden), np.float32)
     clip = a.get("clip")
-    x = n.input[0] if layout else b.op("Transpose", [n.input[0]], perm=[1, 0, 2])  # (batch, steps, features)
+    x = b.op("Transpose", [n.input[0]], perm=[1, 0, 2])  # (batch, steps, features)
 
     def state(i: int, d: int) -> str | None:
         """Direction d's initial state (batch, 1, hidden) from input i, or None when it is zero."""
         if len(n.input) <= i or not n.input[i] or not consts[n.input[i]].any():
             return None
-        s = consts[n.input[i]].astype(np.float32)  # (dirs, batch, hidden), or (batch, dirs, hidden) in layout 1
-        return b.const((s[:, d] if layout else s[d]).reshape(batch, 1, hidden), "initial")
+        return b.const(consts[n.input[i]].astype(np.float32)[d].reshape(batch, 1, hidden), "initial")
 
     def act(op_type: str, v: str) -> str:
         if clip is not None:
@@ -210,11 +211,11 @@ def _unroll(n: onnx.NodeProto, b: _Builder, consts: dict[str, np.ndarray], x_sha
         sequences[ys[-1]] = ordered
         hs.append(h)
         cs.append(c)
-    _outputs(n, b, layout, ys, hs, cs)
+    _outputs(n, b, ys, hs, cs)
     return sequences
 
 
-def _outputs(n: onnx.NodeProto, b: _Builder, layout: int, ys: list[str], hs: list[str], cs: list[str | None]) -> None:
+def _outputs(n: onnx.NodeProto, b: _Builder, ys: list[str], hs: list[str], cs: list[str | None]) -> None:
     """The ONNX outputs from each direction's (batch, steps, hidden) sequence and (batch, 1, hidden) last states."""
     wanted = [o for o in n.output] + [""] * (3 - len(n.output))
     def axes(*a: int) -> str:
@@ -222,10 +223,8 @@ def _outputs(n: onnx.NodeProto, b: _Builder, layout: int, ys: list[str], hs: lis
 
     # One direction's outputs are built as Unsqueezes of batch-first tensors, so that an exporter's
     # Squeeze of the direction axis (and its Transpose back to batch first) cancels (`_cancel_transposes`).
-    if wanted[0]:  # Y: (steps, dirs, batch, hidden), or (batch, steps, dirs, hidden) in layout 1
-        if layout:
-            b.op("Concat", [b.op("Unsqueeze", [y, axes(2)]) for y in ys], wanted[0], axis=2)
-        elif len(ys) == 1:
+    if wanted[0]:  # Y: (steps, dirs, batch, hidden)
+        if len(ys) == 1:
             b.op("Unsqueeze", [b.op("Transpose", [ys[0]], perm=[1, 0, 2]), axes(1)], wanted[0])
         else:
             y = b.op("Concat", [b.op("Unsqueeze", [y, axes(2)]) for y in ys], axis=2)
@@ -234,9 +233,7 @@ def _outputs(n: onnx.NodeProto, b: _Builder, layout: int, ys: list[str], hs: lis
         if not out:
             continue
         assert all(s is not None for s in last)  # the sequence has at least one step
-        if layout:  # (batch, dirs, hidden)
-            b.op("Concat", list(last), out, axis=1)  # type: ignore[arg-type]
-        elif len(last) == 1:  # (1, batch, hidden)
+        if len(last) == 1:  # (1, batch, hidden)
             b.op("Unsqueeze", [b.op("Squeeze", [last[0], axes(1)]), axes(0)], out)  # type: ignore[list-item]
         else:
             b.op("Transpose", [b.op("Concat", list(last), axis=1)], out, perm=[1, 0, 2])  # type: ignore[arg-type]
@@ -282,17 +279,44 @@ def _axes(n: onnx.NodeProto, consts: dict[str, np.ndarray]) -> list[int] | None:
 
 
 def _pick_steps(g: onnx.GraphProto, sequences: dict[str, list[str]]) -> None:
-    """A Gather of one time step from an unrolled sequence (PyTorch's `y[:, -1]`) reads that step instead."""
+    """A node that takes one time step of an unrolled sequence reads that step instead: a Gather along the
+    steps of the batch-first sequence (PyTorch's `y[:, -1]`), or a one-step Slice along the time-major
+    one (tf2onnx's last step of a Keras LSTM), which becomes an Unsqueeze for the Squeeze after it."""
     consts, nodes = _constants(g), []
+    producers = {o: n for n in g.node for o in n.output}
+
+    def axes(n: onnx.NodeProto, *a: int) -> str:
+        g.initializer.append(numpy_helper.from_array(np.array(a, np.int64), f"{n.name}/axes{len(a)}{a[0]}"))
+        return g.initializer[-1].name
+
     for n in g.node:
-        index = consts.get(n.input[1]) if n.op_type == "Gather" and n.input[0] in sequences else None
-        if index is not None and index.ndim == 0 and int(_attrs(n).get("axis", 0)) in (1, -2):  # type: ignore[call-overload]
-            axes = numpy_helper.from_array(np.array([1], np.int64), f"{n.name}/axes")
-            g.initializer.append(axes)
-            n = helper.make_node("Squeeze", [sequences[n.input[0]][int(index)], axes.name], list(n.output), name=n.name)
+        if n.op_type == "Gather" and n.input[0] in sequences and int(_attrs(n).get("axis", 0)) in (1, -2):  # type: ignore[call-overload]
+            index = consts.get(n.input[1])
+            if index is not None and index.ndim == 0:
+                n = helper.make_node("Squeeze", [sequences[n.input[0]][int(index)], axes(n, 1)], list(n.output), name=n.name)
+        elif n.op_type == "Slice" and (t := producers.get(n.input[0])) is not None and t.op_type == "Transpose" \
+                and t.input[0] in sequences and list(_attrs(t)["perm"]) == [1, 0, 2]:  # type: ignore[call-overload]  # fmt: skip
+            step = _one_step(n, consts, len(sequences[t.input[0]]))
+            if step is not None:
+                squeezed = helper.make_node("Squeeze", [sequences[t.input[0]][step], axes(n, 1)], [f"{n.name}/step"],
+                                            name=f"{n.name}/step")  # fmt: skip
+                nodes.append(squeezed)
+                n = helper.make_node("Unsqueeze", [squeezed.output[0], axes(n, 0)], list(n.output), name=n.name)
         nodes.append(n)
     del g.node[:]
     g.node.extend(nodes)
+
+
+def _one_step(n: onnx.NodeProto, consts: dict[str, np.ndarray], steps: int) -> int | None:
+    """The time step a Slice along axis 0 keeps, if it keeps exactly one."""
+    bounds = [consts.get(i) if i else None for i in list(n.input[1:5]) + [""] * (5 - len(n.input))]
+    starts, ends, axes, step = bounds
+    if starts is None or ends is None or starts.size != 1 or (axes is not None and int(axes[0]) not in (0, -3)) \
+            or (step is not None and int(step[0]) != 1):  # fmt: skip
+        return None
+    first = int(starts[0]) + steps if int(starts[0]) < 0 else int(starts[0])
+    end = int(ends[0]) + steps if int(ends[0]) < 0 else min(int(ends[0]), steps)
+    return first if end - first == 1 and 0 <= first < steps else None
 
 
 def _drop_dead_nodes(g: onnx.GraphProto) -> None:

@@ -72,8 +72,16 @@ def upsampling() -> keras.Model:
     return keras.Model(i, layers.Dense(3, activation="sigmoid")(x))
 
 
+def lstm() -> keras.Model:
+    """A recurrent keyword spotter: 49 frames of 10 MFCCs, two stacked LSTMs (tf2onnx maps each to an ONNX
+    LSTM), the last step's state into a classifier."""
+    i = keras.Input((49, 10))
+    x = layers.LSTM(24)(layers.LSTM(32, return_sequences=True)(i))
+    return keras.Model(i, layers.Dense(12)(x))
+
+
 MODELS: dict[str, Callable[[], keras.Model]] = {"cnn": cnn, "dscnn": dscnn, "mlp": mlp, "conv1d": conv1d,
-                                                "upsampling": upsampling}  # fmt: skip
+                                                "upsampling": upsampling, "lstm": lstm}  # fmt: skip
 
 
 def main(names: list[str]) -> None:

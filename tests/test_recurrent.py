@@ -1,0 +1,131 @@
+"""Recurrent layers (ONNX LSTM, GRU and RNN), unrolled by the frontend, against onnxruntime."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from onnx import TensorProto, helper, numpy_helper
+
+from lego2c.boards import load_board
+from lego2c.build import build_host, build_target, compile_model, run_emulated
+from lego2c.calibrate import calibrated
+from lego2c.compress import DEFAULT_RECIPE, RECIPES, CompressOptions, weighted_nodes
+from lego2c.errors import UnsupportedModelError
+from lego2c.frontend import load_model
+from lego2c.ops import batch_mover
+from lego2c.recurrent import RECURRENT_OPS
+
+SAFE = RECIPES[DEFAULT_RECIPE]
+KERAS_LSTM = Path(__file__).parent / "data" / "keras" / "lstm.onnx"  # scripts/export_keras.py
+
+
+class Sequence(torch.nn.Module):
+    """A batch-first recurrent layer whose last step feeds a classifier, as sensor and audio models have."""
+
+    def __init__(self, cell: str, layers: int, bidirectional: bool) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.rnn = getattr(torch.nn, cell)(8, 16, num_layers=layers, batch_first=True, bidirectional=bidirectional)
+        self.fc = torch.nn.Linear(32 if bidirectional else 16, 5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.rnn(x)[0][:, -1])
+
+
+def export(model: torch.nn.Module, path: Path, steps: int = 12) -> Path:
+    torch.onnx.export(model.eval(), (torch.randn(1, steps, 8),), str(path), dynamo=False, opset_version=17)
+    return path
+
+
+def weight_structs(out_dir: Path) -> int:
+    return (out_dir / "src" / "model.c").read_text().count("lego_weights_t ")
+
+
+@pytest.mark.parametrize("cell", sorted(RECURRENT_OPS))
+@pytest.mark.parametrize("layers,bidirectional", [(1, False), (2, True)])
+def test_pytorch_recurrent_layers_match_onnxruntime(cell: str, layers: int, bidirectional: bool, tmp_path: Path) -> None:
+    path = export(Sequence(cell, layers, bidirectional), tmp_path / "m.onnx")
+    assert cell in {n.op_type for n in onnx.load(str(path)).graph.node}
+    for name, opts in [("dense", CompressOptions(enabled=False)), ("safe", SAFE)]:
+        c = compile_model(path, opts, progress=False)
+        assert not {n.op for n in c.graph.nodes} & set(RECURRENT_OPS)
+        run = build_host(c, tmp_path / name)
+        assert run.max_error <= run.allowed, f"{name}: {run.max_error} > {run.allowed}"
+        # Every step reads the same recurrent weight: one layer, one weight record in the C code.
+        assert weight_structs(tmp_path / name) == len(c.compressed.layers) == len(weighted_nodes(c.graph))
+    # One direction stays batch first around the unrolled layer, so calibration can run it.
+    assert (batch_mover(c.graph) is None) == (not bidirectional)
+
+
+def _node_model(node: onnx.NodeProto, x_shape: list[int], inits: list[onnx.TensorProto], out_shape: list[int]) -> onnx.ModelProto:
+    graph = helper.make_graph([node], "rnn", [helper.make_tensor_value_info("x", TensorProto.FLOAT, x_shape)],
+                              [helper.make_tensor_value_info(node.output[-1], TensorProto.FLOAT, out_shape)], inits)  # fmt: skip
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 14)])
+
+
+def _weights(op: str, dirs: int, hidden: int, features: int, batch: int, seed: int) -> list[onnx.TensorProto]:
+    g, rng = RECURRENT_OPS[op], np.random.default_rng(seed)
+    arrays = {"W": (dirs, g * hidden, features), "R": (dirs, g * hidden, hidden), "B": (dirs, 2 * g * hidden),
+              "h0": (dirs, batch, hidden), "c0": (dirs, batch, hidden)}  # fmt: skip
+    return [numpy_helper.from_array((rng.standard_normal(s) * 0.4).astype(np.float32), n) for n, s in arrays.items()]
+
+
+# Attributes PyTorch's and tf2onnx's exports do not use, each checked on its own node.
+CASES = {
+    "gru_reset_before_reverse": ("GRU", dict(direction="reverse", linear_before_reset=0), ["h0"], "Y"),
+    "gru_reset_after_initial_state": ("GRU", dict(linear_before_reset=1), ["h0"], "Y_h"),
+    "lstm_clip_bidirectional_cell_state": ("LSTM", dict(direction="bidirectional", clip=0.7), ["h0", "c0"], "Y_c"),
+    "rnn_reverse_initial_state": ("RNN", dict(direction="reverse"), ["h0"], "Y_h"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_onnx_recurrent_attributes_match_onnxruntime(case: str, tmp_path: Path) -> None:
+    op, attrs, states, output = CASES[case]
+    dirs, hidden, features, batch, steps = 2 if attrs.get("direction") == "bidirectional" else 1, 6, 5, 1, 7
+    inputs = ["x", "W", "R", "B", "", *states]
+    outputs = {"Y": ["Y"], "Y_h": ["", "Y_h"], "Y_c": ["", "", "Y_c"]}[output]
+    node = helper.make_node(op, inputs, outputs, hidden_size=hidden, **attrs)
+    x_shape = [steps, batch, features]
+    out_shape = {"Y": [steps, dirs, batch, hidden]}.get(output, [dirs, batch, hidden])
+    path = tmp_path / "m.onnx"
+    onnx.save(_node_model(node, x_shape, _weights(op, dirs, hidden, features, batch, seed=len(case)), out_shape), path)
+    run = build_host(compile_model(path, CompressOptions(enabled=False), progress=False), tmp_path / "out")
+    assert run.max_error <= run.allowed, f"{run.max_error} > {run.allowed}"
+
+
+def test_recurrent_options_lego2c_cannot_unroll_are_named_at_once(tmp_path: Path) -> None:
+    inits = _weights("LSTM", 1, 4, 3, 1, seed=0)
+    inits.append(numpy_helper.from_array(np.ones((1, 12), np.float32), "P"))
+    node = helper.make_node("LSTM", ["x", "W", "R", "B", "", "", "", "P"], ["Y"], name="lstm_peep", hidden_size=4,
+                            activations=["Sigmoid", "Relu", "Tanh"], layout=1)  # fmt: skip
+    path = tmp_path / "m.onnx"
+    onnx.save(_node_model(node, [1, 5, 3], inits, [1, 5, 1, 4]), path)
+    with pytest.raises(UnsupportedModelError) as e:
+        load_model(path)
+    msg = str(e.value)
+    assert "LSTM: lstm_peep (" in msg and all(w in msg for w in ("activations", "peephole", "layout=1"))
+
+
+def test_calibration_runs_through_an_unrolled_lstm(tmp_path: Path) -> None:
+    """The steps share their recurrent weight: index assignment sums their inputs, distillation their gradients."""
+    path = export(Sequence("LSTM", 1, False), tmp_path / "m.onnx")
+    c = compile_model(path, CompressOptions(tile=(1, 2), k=8, channel_scales=True), progress=False)
+    x = np.random.default_rng(0).standard_normal((64, 12, 8)).astype(np.float32)
+    calib, res = calibrated(c, x, steps=300, progress=False)
+    assert res.error_after < 0.7 * res.error_before, (res.error_before, res.error_after)
+    run = build_host(calib, tmp_path / "out")
+    assert run.max_error <= run.allowed
+
+
+def test_a_keras_lstm_keyword_spotter_runs_in_qemu(tmp_path: Path) -> None:
+    """Two stacked Keras LSTMs through tf2onnx (time-major ONNX LSTMs between transposes), default recipe."""
+    assert {n.op_type for n in onnx.load(str(KERAS_LSTM)).graph.node} >= {"LSTM", "Transpose"}
+    c = compile_model(KERAS_LSTM, SAFE, progress=False)
+    assert batch_mover(c.graph) is None
+    r = run_emulated(build_target(c, load_board("stm32f746g"), tmp_path / "fw").out_dir)
+    assert r.output.rc == 0 and r.max_error <= r.allowed, f"{r.max_error} > {r.allowed}"
