@@ -212,7 +212,9 @@ def generate(g: Graph, cm: CompressedModel, model_name: str = "model") -> Genera
             comment += f", the weights of {weight_structs[call.weight]}, {call.macs} MACs"
         elif call.weight is not None:
             lw = cm.layers[call.weight]
-            wdecl, wtables = _weights(cname, lw, codebooks[lw.codebook] if lw.storage == "tiled" and lw.codebook else None)
+            tiled = lw.storage == "tiled" and lw.codebook
+            wdecl, wtables = _weights(cname, lw, codebooks[lw.codebook] if tiled else None,
+                                      cm.codebooks[lw.codebook].k if tiled else 0)  # type: ignore[index]  # fmt: skip
             decls.append(wdecl)
             for t in wtables:
                 emitted[f"__{t.name}"] = t
@@ -296,8 +298,9 @@ def _array(name: str, values: np.ndarray, dtype: str, coded: bool = False) -> Ta
     return Table(C_TYPES[dtype], name, body, nbytes)
 
 
-def _weights(cname: str, lw: LayerWeights, codebook: Table | None) -> tuple[str, list[Table]]:
-    """A layer's lego_weights_t and the tables it points to (`codebook`: the tiled layer's shared table)."""
+def _weights(cname: str, lw: LayerWeights, codebook: Table | None, entries: int) -> tuple[str, list[Table]]:
+    """A layer's lego_weights_t and the tables it points to (`codebook`: the tiled layer's shared table, of
+    `entries` entries)."""
     tables: list[Table] = []
     side: dict[str, Table] = {}
     if lw.storage == "tiled":
@@ -318,7 +321,7 @@ def _weights(cname: str, lw: LayerWeights, codebook: Table | None) -> tuple[str,
         ptrs.append((key, side[key].name if key in side else "NULL"))
     fields = ptrs + [("dtype", C_DTYPES[lw.dtype]), ("side_dtype", C_DTYPES[lw.side_dtype]),
                      ("rows", lw.rows), ("cols", lw.cols), ("tile_rows", _tile_of(lw)[0]), ("tile_cols", _tile_of(lw)[1]),
-                     ("index_bits", bits), ("values_exp", values_exp), ("scale_exp", side["row_scale"].exp if "row_scale" in side else 0),
+                     ("index_bits", bits), ("entries", entries), ("values_exp", values_exp), ("scale_exp", side["row_scale"].exp if "row_scale" in side else 0),
                      ("bias_exp", side["bias"].exp if "bias" in side else 0)]  # fmt: skip
     body = ",\n".join(f"    .{k} = {v}" for k, v in fields)
     return f"static const lego_weights_t {cname}_weights = {{\n{body}\n}};", tables

@@ -451,29 +451,80 @@ static void lego_fc_tiles4x4(const lego_fc_params_t *p, const lego_weights_t *w,
 /* Any tile shape and codebook type: tiles are walked in stored order (tile-row-major), so the
  * index stream is read front to back; each entry is decoded once into tile_rows running sums.
  * With one input row every weight is used once, so decoding is the cost to keep small. */
+#define LEGO_FC_BOOK 256 /* floats: a codebook up to this size is decoded once per call */
+
+/* 1x1 tiles, a codebook of scalars (what `safe` stores FC and recurrent weights in): one index read and
+ * one multiply-add per weight and input row. Several rows take a decoded run of the weight row each. */
+static void lego_fc_scalar(const lego_fc_params_t *p, const lego_weights_t *w, const float *book, const float *in,
+                           float *out)
+{
+    const int32_t n = p->out_features, k = p->in_features;
+    const uint32_t bits = (uint32_t)w->index_bits;
+    lego_index_reader_t r = {w->indices, 0, 0};
+    float run[64];
+    for (int32_t o = 0; o < n; o++) {
+        if (p->rows == 1) {
+            float acc = 0.0f;
+            for (int32_t j = 0; j < k; j++) acc += book[lego_read_index(&r, bits)] * in[j];
+            out[o] += acc;
+            continue;
+        }
+        for (int32_t j0 = 0; j0 < k; j0 += 64) {
+            const int32_t len = k - j0 < 64 ? k - j0 : 64;
+            for (int32_t j = 0; j < len; j++) run[j] = book[lego_read_index(&r, bits)];
+            for (int32_t m = 0; m < p->rows; m++) {
+                const float *x = in + m * k + j0;
+                float s = 0.0f;
+                for (int32_t j = 0; j < len; j++) s += run[j] * x[j];
+                out[m * n + o] += s;
+            }
+        }
+    }
+}
+
 static void lego_fc_tiled(const lego_fc_params_t *p, const lego_weights_t *w, const float *in, float *out)
 {
-    const int32_t n = p->out_features, k = p->in_features, tr = w->tile_rows, tc = w->tile_cols;
+    const int32_t n = p->out_features, k = p->in_features, tr = w->tile_rows, tc = w->tile_cols, size = tr * tc;
     const uint32_t bits = (uint32_t)w->index_bits;
-    float tile[LEGO_MAX_TILE];
-    for (int32_t m = 0; m < p->rows; m++) {
-        const float *x = in + m * k;
-        uint32_t t = 0;
-        for (int32_t o0 = 0; o0 < n; o0 += tr) {
-            const int32_t nr = n - o0 < tr ? n - o0 : tr;
-            float acc[LEGO_MAX_TILE_SIDE] = {0.0f};
-            for (int32_t k0 = 0; k0 < k; k0 += tc, t++) {
-                lego_weights_entry(w, lego_unpack_index(w->indices, t, bits), tile);
-                const int32_t nc = k - k0 < tc ? k - k0 : tc;
+    /* Without reuse across an output plane, a weight would cost its entry's decode: a small codebook
+     * (FC layers and recurrent steps use 1x1 to 2x2 tiles with a few dozen entries) is decoded up front. */
+    float book[LEGO_FC_BOOK], tile[LEGO_MAX_TILE];
+    const int decoded = w->entries * size <= LEGO_FC_BOOK;
+    if (decoded)
+        for (int32_t e = 0; e < w->entries; e++) lego_weights_entry(w, (uint32_t)e, book + e * size);
+    if (decoded && size == 1) {
+        lego_fc_scalar(p, w, book, in, out);
+        return;
+    }
+    lego_index_reader_t r = {w->indices, 0, 0};
+    for (int32_t o0 = 0; o0 < n; o0 += tr) {
+        const int32_t nr = n - o0 < tr ? n - o0 : tr;
+        float acc[LEGO_MAX_TILE_SIDE] = {0.0f}; /* one input row: the block's sums stay in registers */
+        for (int32_t k0 = 0; k0 < k; k0 += tc) {
+            const uint32_t e = lego_read_index(&r, bits);
+            const float *entry = book + e * (uint32_t)size;
+            if (!decoded) {
+                lego_weights_entry(w, e, tile);
+                entry = tile;
+            }
+            const int32_t nc = k - k0 < tc ? k - k0 : tc;
+            if (p->rows == 1) {
+                for (int32_t i = 0; i < nr; i++)
+                    for (int32_t j = 0; j < nc; j++) acc[i] += entry[i * tc + j] * in[k0 + j];
+                continue;
+            }
+            /* Each tile once for every input row (a recurrent layer's time steps, a sequence's tokens). */
+            for (int32_t m = 0; m < p->rows; m++) {
+                const float *x = in + m * k + k0;
                 for (int32_t i = 0; i < nr; i++) {
-                    const float *ti = tile + i * tc;
                     float s = 0.0f;
-                    for (int32_t j = 0; j < nc; j++) s += ti[j] * x[k0 + j];
-                    acc[i] += s;
+                    for (int32_t j = 0; j < nc; j++) s += entry[i * tc + j] * x[j];
+                    out[m * n + o0 + i] += s;
                 }
             }
-            for (int32_t i = 0; i < nr; i++) out[m * n + o0 + i] += acc[i];
         }
+        if (p->rows == 1)
+            for (int32_t i = 0; i < nr; i++) out[o0 + i] += acc[i];
     }
 }
 

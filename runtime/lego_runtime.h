@@ -45,6 +45,7 @@ typedef struct {
     int32_t rows, cols;           /* logical matrix shape */
     int32_t tile_rows, tile_cols; /* tile shape; dense weights are walked in tiles too */
     int32_t index_bits;           /* width of one packed index (tiled) */
+    int32_t entries;              /* tiled: codebook entries (K) */
     const void *values;           /* dense: rows x cols; tiled: codebook, K x (tile_rows*tile_cols) */
     const uint8_t *indices;       /* tiled: packed, tile-row-major */
     int32_t side_dtype;           /* lego_dtype_t of row_scale and bias */
@@ -93,8 +94,40 @@ static inline uint32_t lego_unpack_index(const uint8_t *stream, uint32_t t, uint
     return (word >> (bit & 7u)) & ((1u << bits) - 1u);
 }
 
-/* Codebook entry `index` of a tiled weight as float (tile_rows x tile_cols), without the row scale. */
-void lego_weights_entry(const lego_weights_t *w, uint32_t index, float *tile);
+/* Reads packed indices in stream order, a byte at a time, without recomputing each one's address. */
+typedef struct {
+    const uint8_t *next;
+    uint32_t buf, have;
+} lego_index_reader_t;
+
+static inline uint32_t lego_read_index(lego_index_reader_t *r, uint32_t bits)
+{
+    while (r->have < bits) {
+        r->buf |= (uint32_t)*r->next++ << r->have;
+        r->have += 8;
+    }
+    const uint32_t v = r->buf & ((1u << bits) - 1u);
+    r->buf >>= bits;
+    r->have -= bits;
+    return v;
+}
+
+/* Codebook entry `index` of a tiled weight as float (tile_rows x tile_cols), without the row scale.
+ * Inline: a fully connected layer with small tiles calls it once per weight or two. */
+static inline void lego_weights_entry(const lego_weights_t *w, uint32_t index, float *tile)
+{
+    const int32_t n = w->tile_rows * w->tile_cols, base = (int32_t)index * n;
+    switch (w->dtype) { /* one branch per entry, not per value */
+    case LEGO_F16:
+        for (int32_t i = 0; i < n; i++) tile[i] = lego_f16_to_f32(((const uint16_t *)w->values)[base + i]);
+        break;
+    case LEGO_I8:
+        for (int32_t i = 0; i < n; i++) tile[i] = (float)((const int8_t *)w->values)[base + i];
+        break;
+    default:
+        for (int32_t i = 0; i < n; i++) tile[i] = ((const float *)w->values)[base + i];
+    }
+}
 
 /* Decode tile (tr, tc) as float into `tile` (tile_rows x tile_cols, row-major), without the
  * row scale; edge tiles are zero-padded. The tile shape inside the matrix goes to *nr, *nc. */

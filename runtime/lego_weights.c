@@ -31,7 +31,9 @@ int lego_weights_check(const lego_weights_t *w)
     if (w->kind == LEGO_W_DENSE) return LEGO_OK;
     if (w->kind == LEGO_W_TILED) {
         if (w->indices == NULL) return LEGO_ERR_NULL;
-        return (w->index_bits >= 1 && w->index_bits <= 16) ? LEGO_OK : LEGO_ERR_PARAM;
+        return (w->index_bits >= 1 && w->index_bits <= 16 && w->entries >= 1 && w->entries <= (1 << w->index_bits))
+                   ? LEGO_OK
+                   : LEGO_ERR_PARAM;
     }
     return LEGO_ERR_PARAM;
 }
@@ -53,11 +55,13 @@ void lego_weights_start(const lego_weights_t *w, float *out, int32_t n, int32_t 
     for (int32_t r = 0; r < rows; r++) {
         float *o = out + r * stride;
         const float *res = residual ? residual + r * stride : NULL;
-        if (w->row_scale) {
+        if (w->row_scale && res == NULL) { /* lego_weights_finish adds the bias */
+            for (int32_t i = 0; i < n; i++) o[i] = 0.0f;
+        } else if (w->row_scale) {
             /* The residual enters pre-divided by the scale that lego_weights_finish applies, so
              * that out may be the residual's own buffer (in place). */
             const float s = lego_weights_scale(w, r), inv = s != 0.0f ? 1.0f / s : 0.0f;
-            for (int32_t i = 0; i < n; i++) o[i] = res ? res[i] * inv : 0.0f;
+            for (int32_t i = 0; i < n; i++) o[i] = res[i] * inv;
         } else {
             const float b = lego_weights_bias(w, r);
             for (int32_t i = 0; i < n; i++) o[i] = res ? res[i] + b : b;
@@ -72,20 +76,6 @@ void lego_weights_finish(const lego_weights_t *w, float *out, int32_t n, int32_t
         const float s = lego_weights_scale(w, r), b = lego_weights_bias(w, r);
         float *o = out + r * stride;
         for (int32_t i = 0; i < n; i++) o[i] = o[i] * s + b;
-    }
-}
-
-void lego_weights_entry(const lego_weights_t *w, uint32_t index, float *tile)
-{
-    const int32_t n = w->tile_rows * w->tile_cols, base = (int32_t)index * n;
-    switch (w->dtype) { /* one branch per entry, not per value */
-    case LEGO_F16:
-        for (int32_t i = 0; i < n; i++) tile[i] = lego_f16_to_f32(((const uint16_t *)w->values)[base + i]);
-        break;
-    case LEGO_I8:
-        for (int32_t i = 0; i < n; i++) tile[i] = (float)((const int8_t *)w->values)[base + i];
-        break;
-    default: memcpy(tile, (const float *)w->values + base, (size_t)n * sizeof(float));
     }
 }
 
