@@ -6,8 +6,8 @@ input projection of all time steps is one MatMul, each step's recurrent product 
 same weight (stored once: `compress.weighted_nodes`), and the gates are Slice, Sigmoid, Tanh, Mul and Add.
 
 Time steps run along axis 1, batch first, as the calibration executor needs (`ops.moves_batch`). The ONNX
-outputs, time-major by default, are rebuilt with transposes, which `_cancel_transposes` then removes where
-the exporter transposed back (PyTorch's `batch_first=True`, tf2onnx's Keras layers).
+outputs, time-major by default, are rebuilt as views (Transpose, Unsqueeze), which `_collapse_views` then
+merges with the exporter's own views back to batch first (PyTorch's `batch_first=True`, tf2onnx's Keras layers).
 """
 
 from __future__ import annotations
@@ -58,12 +58,7 @@ def unroll_recurrences(model: onnx.ModelProto) -> tuple[onnx.ModelProto, dict[st
     be, left in place and named with the reasons ('op' -> ['node (reasons)', ...], for the unsupported-op report)."""
     if not any(n.op_type in RECURRENT_OPS and n.domain in ("", "ai.onnx") for n in model.graph.node):
         return model, {}
-    try:
-        inferred = shape_inference.infer_shapes(model, strict_mode=True, data_prop=True)
-    except Exception as e:  # onnx raises several unrelated types here
-        raise UnsupportedModelError(f"shape inference failed: {str(e).strip().splitlines()[0][:300]}") from None
-    shapes = {vi.name: [d.dim_value if d.HasField("dim_value") else -1 for d in vi.type.tensor_type.shape.dim]
-              for vi in [*inferred.graph.input, *inferred.graph.value_info, *inferred.graph.output]}  # fmt: skip
+    shapes = _inferred_shapes(model)
     consts = _constants(model.graph)
     refused: dict[str, list[str]] = {}
     for n in model.graph.node:
@@ -81,11 +76,22 @@ def unroll_recurrences(model: onnx.ModelProto) -> tuple[onnx.ModelProto, dict[st
         steps_of.update(_unroll(n, b, consts, shapes[n.input[0]]))
         out.graph.node.extend(b.nodes)
         out.graph.initializer.extend(b.inits)
-    _cancel_transposes(out.graph)
-    _pick_steps(out.graph, steps_of)
-    _cancel_transposes(out.graph)
+    shapes = _inferred_shapes(out)
+    ours = {n.name for n in out.graph.node} - {n.name for n in model.graph.node}
+    _collapse_views(out.graph, shapes, ours)
+    _pick_steps(out.graph, steps_of, shapes, ours)
+    _collapse_views(out.graph, shapes, ours)
     _drop_dead_nodes(out.graph)
     return out, refused
+
+
+def _inferred_shapes(model: onnx.ModelProto) -> dict[str, list[int]]:
+    try:
+        inferred = shape_inference.infer_shapes(model, strict_mode=True, data_prop=True)
+    except Exception as e:  # onnx raises several unrelated types here
+        raise UnsupportedModelError(f"shape inference failed: {str(e).strip().splitlines()[0][:300]}") from None
+    return {vi.name: [d.dim_value if d.HasField("dim_value") else -1 for d in vi.type.tensor_type.shape.dim]
+            for vi in [*inferred.graph.input, *inferred.graph.value_info, *inferred.graph.output]}  # fmt: skip
 
 
 def _constants(g: onnx.GraphProto) -> dict[str, np.ndarray]:
@@ -222,7 +228,7 @@ def _outputs(n: onnx.NodeProto, b: _Builder, ys: list[str], hs: list[str], cs: l
         return b.const(np.array(a, np.int64), "axes")
 
     # One direction's outputs are built as Unsqueezes of batch-first tensors, so that an exporter's
-    # Squeeze of the direction axis (and its Transpose back to batch first) cancels (`_cancel_transposes`).
+    # Squeeze of the direction axis (and its Transpose back to batch first) cancels (`_collapse_views`).
     if wanted[0]:  # Y: (steps, dirs, batch, hidden)
         if len(ys) == 1:
             b.op("Unsqueeze", [b.op("Transpose", [ys[0]], perm=[1, 0, 2]), axes(1)], wanted[0])
@@ -239,10 +245,25 @@ def _outputs(n: onnx.NodeProto, b: _Builder, ys: list[str], hs: list[str], cs: l
             b.op("Transpose", [b.op("Concat", list(last), axis=1)], out, perm=[1, 0, 2])  # type: ignore[arg-type]
 
 
-def _cancel_transposes(g: onnx.GraphProto) -> None:
-    """Remove the pairs that undo each other (a Transpose and its inverse, an Unsqueeze and the Squeeze of
-    the same axes), so that a batch-first model stays batch first around an unrolled layer."""
-    consts = _constants(g)
+VIEW_OPS = {"Reshape", "Squeeze", "Unsqueeze", "Flatten", "Transpose"}
+
+
+def _is_view(n: onnx.NodeProto, shapes: dict[str, list[int]]) -> bool:
+    """Whether `n` only relabels its input's shape: a Transpose is such a view when the axes it moves past each
+    other have size 1 (time-major <-> batch-first at batch 1, which exporters and onnxslim also write as Reshape)."""
+    if n.op_type not in VIEW_OPS or n.output[0] not in shapes or n.input[0] not in shapes:
+        return False
+    if n.op_type != "Transpose":
+        return True
+    moved = [a for a in _attrs(n)["perm"] if shapes[n.input[0]][a] != 1]  # type: ignore[union-attr]
+    return moved == sorted(moved)
+
+
+def _collapse_views(g: onnx.GraphProto, shapes: dict[str, list[int]], ours: set[str]) -> None:
+    """Merge chains of views that touch an unrolled layer (`ours`: the nodes it made) into one Reshape each,
+    and drop those that end where they began, so that a batch-first model stays batch first around the layer:
+    the exporter's move to time-major and the unrolled layer's move back cancel, as do the layer's
+    time-major outputs and the exporter's return to batch first."""
     while True:
         producers = {o: n for n in g.node for o in n.output}
         readers: dict[str, int] = {}
@@ -251,57 +272,46 @@ def _cancel_transposes(g: onnx.GraphProto) -> None:
                 readers[i] = readers.get(i, 0) + 1
         kept = {o.name for o in g.output}
         pair = next(((first, n) for n in g.node if n.input and (first := producers.get(n.input[0])) is not None
-                     and readers.get(first.output[0]) == 1 and first.output[0] not in kept
-                     and _undoes(first, n, consts)), None)  # fmt: skip
-        if pair is None:
+                     and (first.name in ours or n.name in ours) and readers.get(first.output[0]) == 1
+                     and first.output[0] not in kept and _is_view(first, shapes) and _is_view(n, shapes)), None)  # fmt: skip
+        if pair is not None:
+            first, second = pair
+            target = numpy_helper.from_array(np.array(shapes[second.output[0]], np.int64), f"{second.name}/shape")
+            g.initializer.append(target)
+            merged = helper.make_node("Reshape", [first.input[0], target.name], list(second.output), name=second.name)
+            ours.add(merged.name)
+            nodes = [merged if n is second else n for n in g.node if n is not first]
+            del g.node[:]
+            g.node.extend(nodes)
+            continue
+        same = next((n for n in g.node if n.name in ours and _is_view(n, shapes)
+                     and shapes[n.input[0]] == shapes[n.output[0]]), None)  # fmt: skip
+        if same is None:
             return
-        first, second = pair
-        _rename_input(g, second.output[0], first.input[0])
-        g.node.remove(first)
-        g.node.remove(second)
+        _rename_input(g, same.output[0], same.input[0])
+        g.node.remove(same)
 
 
-def _undoes(first: onnx.NodeProto, second: onnx.NodeProto, consts: dict[str, np.ndarray]) -> bool:
-    if (first.op_type, second.op_type) == ("Transpose", "Transpose"):
-        p1, p2 = _attrs(first)["perm"], _attrs(second)["perm"]
-        return [p1[i] for i in p2] == list(range(len(p2)))  # type: ignore[index, arg-type]
-    if (first.op_type, second.op_type) == ("Unsqueeze", "Squeeze"):
-        a1, a2 = _axes(first, consts), _axes(second, consts)
-        return a1 is not None and a1 == a2
-    return False
-
-
-def _axes(n: onnx.NodeProto, consts: dict[str, np.ndarray]) -> list[int] | None:
-    """A Squeeze's or Unsqueeze's axes, from its attribute (before opset 13) or its constant input."""
-    if len(n.input) > 1:
-        return sorted(int(v) for v in consts[n.input[1]].reshape(-1)) if n.input[1] in consts else None
-    return sorted(_attrs(n).get("axes", [])) or None  # type: ignore[arg-type]
-
-
-def _pick_steps(g: onnx.GraphProto, sequences: dict[str, list[str]]) -> None:
+def _pick_steps(g: onnx.GraphProto, sequences: dict[str, list[str]], shapes: dict[str, list[int]], ours: set[str]) -> None:
     """A node that takes one time step of an unrolled sequence reads that step instead: a Gather along the
-    steps of the batch-first sequence (PyTorch's `y[:, -1]`), or a one-step Slice along the time-major
-    one (tf2onnx's last step of a Keras LSTM), which becomes an Unsqueeze for the Squeeze after it."""
+    steps of the batch-first sequence (PyTorch's `y[:, -1]`), or a one-step Slice along the time axis of its
+    time-major view (tf2onnx's last step of a Keras LSTM). Either becomes a Reshape of the step."""
     consts, nodes = _constants(g), []
     producers = {o: n for n in g.node for o in n.output}
-
-    def axes(n: onnx.NodeProto, *a: int) -> str:
-        g.initializer.append(numpy_helper.from_array(np.array(a, np.int64), f"{n.name}/axes{len(a)}{a[0]}"))
-        return g.initializer[-1].name
-
     for n in g.node:
+        step = None
         if n.op_type == "Gather" and n.input[0] in sequences and int(_attrs(n).get("axis", 0)) in (1, -2):  # type: ignore[call-overload]
             index = consts.get(n.input[1])
-            if index is not None and index.ndim == 0:
-                n = helper.make_node("Squeeze", [sequences[n.input[0]][int(index)], axes(n, 1)], list(n.output), name=n.name)
-        elif n.op_type == "Slice" and (t := producers.get(n.input[0])) is not None and t.op_type == "Transpose" \
-                and t.input[0] in sequences and list(_attrs(t)["perm"]) == [1, 0, 2]:  # type: ignore[call-overload]  # fmt: skip
-            step = _one_step(n, consts, len(sequences[t.input[0]]))
-            if step is not None:
-                squeezed = helper.make_node("Squeeze", [sequences[t.input[0]][step], axes(n, 1)], [f"{n.name}/step"],
-                                            name=f"{n.name}/step")  # fmt: skip
-                nodes.append(squeezed)
-                n = helper.make_node("Unsqueeze", [squeezed.output[0], axes(n, 0)], list(n.output), name=n.name)
+            step = sequences[n.input[0]][int(index)] if index is not None and index.ndim == 0 else None
+        elif n.op_type == "Slice" and (v := producers.get(n.input[0])) is not None and v.input[0] in sequences \
+                and _is_view(v, shapes) and shapes[v.output[0]][:1] == [len(sequences[v.input[0]])]:  # fmt: skip
+            t = _one_step(n, consts, len(sequences[v.input[0]]))
+            step = None if t is None else sequences[v.input[0]][t]
+        if step is not None and n.output[0] in shapes:
+            target = numpy_helper.from_array(np.array(shapes[n.output[0]], np.int64), f"{n.name}/shape")
+            g.initializer.append(target)
+            n = helper.make_node("Reshape", [step, target.name], list(n.output), name=n.name)
+            ours.add(n.name)
         nodes.append(n)
     del g.node[:]
     g.node.extend(nodes)
@@ -311,7 +321,7 @@ def _one_step(n: onnx.NodeProto, consts: dict[str, np.ndarray], steps: int) -> i
     """The time step a Slice along axis 0 keeps, if it keeps exactly one."""
     bounds = [consts.get(i) if i else None for i in list(n.input[1:5]) + [""] * (5 - len(n.input))]
     starts, ends, axes, step = bounds
-    if starts is None or ends is None or starts.size != 1 or (axes is not None and int(axes[0]) not in (0, -3)) \
+    if starts is None or ends is None or starts.size != 1 or (axes is not None and int(axes[0]) != 0) \
             or (step is not None and int(step[0]) != 1):  # fmt: skip
         return None
     first = int(starts[0]) + steps if int(starts[0]) < 0 else int(starts[0])
