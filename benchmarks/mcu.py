@@ -37,7 +37,8 @@ from lego2c.synthesize import bn_matched_inputs
 
 ROOT = Path(__file__).resolve().parents[1]
 BOARD = "qemu-m7"
-TRAINED = {"resnet8-fmnist": ROOT / "models" / "resnet8_fmnist.onnx"}
+# ONNX files in the repository: the trained model, and an exporter's recurrent model (tests/data/keras/).
+FILES = {"resnet8-fmnist": ROOT / "models" / "resnet8_fmnist.onnx", "keras-lstm": ROOT / "tests" / "data" / "keras" / "lstm.onnx"}
 ZOO_MODELS = ("resnet8", "dscnn", "mobilenetv1", "autoencoder")
 # Board support in the firmware, not the model: left out of "model flash".
 BOARD_FUNCTIONS = ("lego_board", "lego_console", "lego_clock", "lego_bench", "lego_hardfault")
@@ -139,7 +140,7 @@ def model_paths(names: Sequence[str], tmp: Path) -> dict[str, Path]:
 
     zoo = [n for n in names if n in ZOO_MODELS]
     exported = export_zoo(tmp / "zoo", zoo) if zoo else {}
-    return {n: TRAINED[n] if n in TRAINED else exported[n] for n in names}
+    return {n: FILES[n] if n in FILES else exported[n] for n in names}
 
 
 def run_all(models: Sequence[str], recipe_names: Sequence[str], work: Path, log: Callable[[str], None]) -> list[Row]:
@@ -240,7 +241,7 @@ def markdown(rows: Sequence[Row], argv: Sequence[str]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    all_models, all_recipes = [*TRAINED, *ZOO_MODELS], list(recipes())
+    all_models, all_recipes = [*FILES, *ZOO_MODELS], list(recipes())
     parser = argparse.ArgumentParser(prog="python -m benchmarks.mcu", description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", choices=all_models, default=all_models, metavar="M",
                         help=f"models to run (default: all of {', '.join(all_models)})")

@@ -194,6 +194,7 @@ def generate(g: Graph, cm: CompressedModel, model_name: str = "model") -> Genera
 
     layers: list[LayerCode] = []
     weight_structs: dict[str, str] = {}  # weight tensor -> the C name of the layer that declared it
+    params_structs: dict[tuple[str, str], str] = {}  # (type, fields) -> its struct's C name
     for idx, (node, call) in enumerate(lowered):
         cname = f"l{idx}_{c_ident(node.name)}"[:48]
         out_shape = g.shape(call.outputs[0])
@@ -205,8 +206,12 @@ def generate(g: Graph, cm: CompressedModel, model_name: str = "model") -> Genera
         if call.view:
             layers.append(LayerCode(idx, node.name, op, cname, comment + " (view, no code)", [], "", 0, 0, out_shape))
             continue
-        args = [f"&{cname}_params"]
-        decls.append(_struct(call.params_type, f"{cname}_params", call.params))
+        # Identical parameters (the steps of an unrolled recurrence) share one struct: buffers are arguments.
+        key = (call.params_type, _struct(call.params_type, "", call.params))
+        if key not in params_structs:
+            params_structs[key] = f"{cname}_params"
+            decls.append(_struct(call.params_type, f"{cname}_params", call.params))
+        args = [f"&{params_structs[key]}"]
         if call.weight in weight_structs:  # read by an earlier call too: stored once
             args.append(f"&{weight_structs[call.weight]}_weights")
             comment += f", the weights of {weight_structs[call.weight]}, {call.macs} MACs"
