@@ -13,7 +13,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from lego2c.boards import load_board
 from lego2c.build import build_host, build_target, compile_model, run_emulated
-from lego2c.compress import DEFAULT_RECIPE, RECIPES, CompressOptions
+from lego2c.compress import DEFAULT_RECIPE, RECIPES, CompressOptions, weight_readers, weighted_nodes
 from lego2c.errors import UnsupportedModelError
 from lego2c.frontend import load_model
 
@@ -125,6 +125,39 @@ def test_a_keras_keyword_spotter_runs_in_qemu(tmp_path: Path) -> None:
 def test_batchnorm_folds_into_conv_and_gemm(zoo: dict[str, Path]) -> None:
     for name in ("resnet8", "autoencoder"):
         assert "BatchNormalization" not in {n.op for n in load_model(zoo[name]).nodes}
+
+
+def test_a_weight_that_two_nodes_read_is_stored_once(tmp_path: Path) -> None:
+    """Tied weights: one layer, one weight record in the C code, its parameters counted once. Readers that
+    would store it differently (here two Convs with their own biases) get a copy each."""
+
+    class Tied(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            torch.manual_seed(0)
+            self.fc, self.out = torch.nn.Linear(16, 16, bias=False), torch.nn.Linear(16, 4)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.out(torch.relu(self.fc(torch.relu(self.fc(x)))))
+
+    path = export(Tied(), torch.randn(1, 16), tmp_path / "tied.onnx")
+    c = compile_model(path, CompressOptions(k=16, tile=(1, 1), scope="layer", channel_scales=True), progress=False)
+    assert len(weight_readers(c.graph)) == 3 and len(c.compressed.layers) == len(weighted_nodes(c.graph)) == 2
+    run = build_host(c, tmp_path / "out")
+    assert run.max_error <= run.allowed
+    assert (tmp_path / "out" / "src" / "model.c").read_text().count("lego_weights_t ") == 2
+    assert c.code.params == 16 * 16 + 16 * 4 + 4
+
+    w = numpy_helper.from_array(np.random.default_rng(0).standard_normal((4, 4, 1, 1)).astype(np.float32), "W")
+    biases = [numpy_helper.from_array(np.full(4, v, np.float32), f"b{v}") for v in (1, 2)]
+    nodes = [helper.make_node("Conv", ["x", "W", "b1"], ["h"], name="c1"),
+             helper.make_node("Conv", ["h", "W", "b2"], ["y"], name="c2")]  # fmt: skip
+    value = [helper.make_tensor_value_info(n, TensorProto.FLOAT, [1, 4, 5, 5]) for n in ("x", "y")]
+    graph = helper.make_graph(nodes, "untie", value[:1], value[1:], [w, *biases])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), tmp_path / "two_biases.onnx")
+    g = load_model(tmp_path / "two_biases.onnx")
+    assert len(weighted_nodes(g)) == 2
+    host_matches(tmp_path / "two_biases.onnx", tmp_path / "two", CompressOptions(k=4, tile=(1, 1)))
 
 
 def test_standalone_batchnorm_becomes_mul_add(tmp_path: Path) -> None:
