@@ -61,18 +61,20 @@ def unroll_recurrences(model: onnx.ModelProto) -> tuple[onnx.ModelProto, dict[st
     shapes = _inferred_shapes(model)
     consts = _constants(model.graph)
     refused: dict[str, list[str]] = {}
-    for n in model.graph.node:
+    kept: set[int] = set()  # positions of the recurrent nodes left in place
+    for i, n in enumerate(model.graph.node):
         if n.op_type in RECURRENT_OPS and (reasons := _problems(n, consts, shapes)):
-            refused.setdefault(n.op_type, []).append(f"{n.name} ({'; '.join(reasons)})")
+            refused.setdefault(n.op_type, []).append(f"{n.name or n.output[0]} ({'; '.join(reasons)})")
+            kept.add(i)
     out = onnx.ModelProto()
     out.CopyFrom(model)
     del out.graph.node[:]
     steps_of: dict[str, list[str]] = {}  # each direction's (batch, steps, hidden) output -> its steps
-    for n in model.graph.node:
-        if n.op_type not in RECURRENT_OPS or any(line.startswith(f"{n.name} (") for line in refused.get(n.op_type, [])):
+    for i, n in enumerate(model.graph.node):
+        if n.op_type not in RECURRENT_OPS or i in kept:
             out.graph.node.append(n)
             continue
-        b = _Builder(n.name or f"{n.op_type}_{len(out.graph.node)}")
+        b = _Builder(n.name or f"{n.op_type}_{i}")
         steps_of.update(_unroll(n, b, consts, shapes[n.input[0]]))
         out.graph.node.extend(b.nodes)
         out.graph.initializer.extend(b.inits)
@@ -222,27 +224,18 @@ def _unroll(n: onnx.NodeProto, b: _Builder, consts: dict[str, np.ndarray], x_sha
 
 
 def _outputs(n: onnx.NodeProto, b: _Builder, ys: list[str], hs: list[str], cs: list[str | None]) -> None:
-    """The ONNX outputs from each direction's (batch, steps, hidden) sequence and (batch, 1, hidden) last states."""
-    wanted = [o for o in n.output] + [""] * (3 - len(n.output))
-    def axes(*a: int) -> str:
-        return b.const(np.array(a, np.int64), "axes")
-
-    # One direction's outputs are built as Unsqueezes of batch-first tensors, so that an exporter's
-    # Squeeze of the direction axis (and its Transpose back to batch first) cancels (`_collapse_views`).
+    """The ONNX outputs from each direction's (batch, steps, hidden) sequence and (batch, 1, hidden) last
+    states. At batch 1 the transposes to time-major are views, which `_collapse_views` merges with the
+    exporter's own views back to batch first."""
+    wanted = [*n.output, "", "", ""][:3]
     if wanted[0]:  # Y: (steps, dirs, batch, hidden)
-        if len(ys) == 1:
-            b.op("Unsqueeze", [b.op("Transpose", [ys[0]], perm=[1, 0, 2]), axes(1)], wanted[0])
-        else:
-            y = b.op("Concat", [b.op("Unsqueeze", [y, axes(2)]) for y in ys], axis=2)
-            b.op("Transpose", [y], wanted[0], perm=[1, 2, 0, 3])
+        per_dir = [b.op("Unsqueeze", [y, b.const(np.array([2], np.int64), "axes")]) for y in ys]
+        y = per_dir[0] if len(per_dir) == 1 else b.op("Concat", per_dir, axis=2)
+        b.op("Transpose", [y], wanted[0], perm=[1, 2, 0, 3])
     for out, last in [(wanted[1], hs), (wanted[2], cs)]:
-        if not out:
-            continue
-        assert all(s is not None for s in last)  # the sequence has at least one step
-        if len(last) == 1:  # (1, batch, hidden)
-            b.op("Unsqueeze", [b.op("Squeeze", [last[0], axes(1)]), axes(0)], out)  # type: ignore[list-item]
-        else:
-            b.op("Transpose", [b.op("Concat", list(last), axis=1)], out, perm=[1, 0, 2])  # type: ignore[arg-type]
+        if out:  # Y_h, Y_c: (dirs, batch, hidden)
+            s = last[0] if len(last) == 1 else b.op("Concat", list(last), axis=1)  # type: ignore[arg-type]
+            b.op("Transpose", [s], out, perm=[1, 0, 2])  # type: ignore[list-item]
 
 
 VIEW_OPS = {"Reshape", "Squeeze", "Unsqueeze", "Flatten", "Transpose"}
