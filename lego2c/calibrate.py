@@ -56,9 +56,9 @@ def calibrated(c: Compiled, x: np.ndarray, steps: int = STEPS, seed: int = 0,
 
 def require_torch():  # type: ignore[no-untyped-def]
     # MKL may run fewer threads than asked when it sees fit, and a matrix product split over fewer threads
-    # sums in another order: Intel's reproducibility conditions include a fixed thread count. On an Intel
-    # AVX-512 Xeon the default's bytes differed between runs under load (docs/accuracy.md). Read when MKL
-    # starts, so this holds where lego2c imports torch first (the CLI); quiet runs give the same bytes.
+    # sums in another order: Intel's reproducibility conditions include a fixed thread count. Read when MKL
+    # starts, so this holds where lego2c imports torch first (the CLI). It did not make the default
+    # byte-reproducible on an Intel AVX-512 Xeon, where runs still differ now and then (docs/accuracy.md).
     os.environ.setdefault("MKL_DYNAMIC", "FALSE")
     try:
         import torch

@@ -250,10 +250,9 @@ def weighted_nodes(g: Graph) -> list[Node]:
     return list(first.values())
 
 
-def weight_readers(g: Graph, tensor: str | None = None) -> list[Node]:
-    """Every node that computes with a constant weight (`tensor`, if given)."""
-    return [n for n in g.nodes if n.op in WEIGHTED_OPS and g.const(n.inputs[1]) is not None
-            and (tensor is None or n.inputs[1] == tensor)]  # fmt: skip
+def weight_readers(g: Graph) -> list[Node]:
+    """Every node that computes with a constant weight."""
+    return [n for n in g.nodes if n.op in WEIGHTED_OPS and g.const(n.inputs[1]) is not None]
 
 
 def tiles_of(m: np.ndarray, tile: tuple[int, int]) -> np.ndarray:

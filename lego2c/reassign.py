@@ -13,8 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .compress import CompressedModel, relative_error, weight_matrix, weighted_nodes
-from .ops import WEIGHTED_OPS
+from .compress import CompressedModel, relative_error, weight_matrix, weight_readers, weighted_nodes
 from .ir import Graph, Node
 from .packing import pack_indices
 
@@ -30,14 +29,14 @@ def input_hessians(g: Graph, x: np.ndarray) -> dict[str, np.ndarray]:
     from .torchexec import Executor, columns
 
     ex = Executor(g)
-    wanted = {n.inputs[1] for n in weighted_nodes(g) if int(n.attrs.get("group", 1)) == 1}
+    # A weight that several nodes read errs in each of their outputs: their inputs add up.
+    weight_of = {n.name: n.inputs[1] for n in weight_readers(g) if int(n.attrs.get("group", 1)) == 1}
     sums: dict[str, object] = {}
     counts: dict[str, int] = {}
 
     def accumulate(node: Node, t) -> None:  # type: ignore[no-untyped-def]
-        # A weight that several nodes read errs in each of their outputs: their inputs add up.
-        w = node.inputs[1] if node.op in WEIGHTED_OPS and len(node.inputs) > 1 else None
-        if w in wanted:
+        w = weight_of.get(node.name)
+        if w is not None:
             cols = columns(ex, node, t).double()
             sums[w] = sums.get(w, 0) + cols.T @ cols  # type: ignore[operator]
             counts[w] = counts.get(w, 0) + cols.shape[0]

@@ -448,10 +448,8 @@ static void lego_fc_tiles4x4(const lego_fc_params_t *p, const lego_weights_t *w,
     }
 }
 
-/* Any tile shape and codebook type: tiles are walked in stored order (tile-row-major), so the
- * index stream is read front to back; each entry is decoded once into tile_rows running sums.
- * With one input row every weight is used once, so decoding is the cost to keep small. */
 #define LEGO_FC_BOOK 256 /* floats: a codebook up to this size is decoded once per call */
+#define LEGO_FC_RUN 64   /* weights of one row decoded at a time for several input rows */
 
 /* 1x1 tiles, a codebook of scalars (what `safe` stores FC and recurrent weights in): one index read and
  * one multiply-add per weight and input row. Several rows take a decoded run of the weight row each. */
@@ -461,7 +459,7 @@ static void lego_fc_scalar(const lego_fc_params_t *p, const lego_weights_t *w, c
     const int32_t n = p->out_features, k = p->in_features;
     const uint32_t bits = (uint32_t)w->index_bits;
     lego_index_reader_t r = {w->indices, 0, 0};
-    float run[64];
+    float run[LEGO_FC_RUN];
     for (int32_t o = 0; o < n; o++) {
         if (p->rows == 1) {
             float acc = 0.0f;
@@ -469,8 +467,8 @@ static void lego_fc_scalar(const lego_fc_params_t *p, const lego_weights_t *w, c
             out[o] += acc;
             continue;
         }
-        for (int32_t j0 = 0; j0 < k; j0 += 64) {
-            const int32_t len = k - j0 < 64 ? k - j0 : 64;
+        for (int32_t j0 = 0; j0 < k; j0 += LEGO_FC_RUN) {
+            const int32_t len = k - j0 < LEGO_FC_RUN ? k - j0 : LEGO_FC_RUN;
             for (int32_t j = 0; j < len; j++) run[j] = book[lego_read_index(&r, bits)];
             for (int32_t m = 0; m < p->rows; m++) {
                 const float *x = in + m * k + j0;
@@ -482,6 +480,10 @@ static void lego_fc_scalar(const lego_fc_params_t *p, const lego_weights_t *w, c
     }
 }
 
+/* Any tile shape and codebook type: tiles are walked in stored order (tile-row-major), so the
+ * index stream is read front to back; each entry is decoded once, into tile_rows running sums for one
+ * input row or applied to every input row. With one input row every weight is used once, so decoding
+ * is the cost to keep small. */
 static void lego_fc_tiled(const lego_fc_params_t *p, const lego_weights_t *w, const float *in, float *out)
 {
     const int32_t n = p->out_features, k = p->in_features, tr = w->tile_rows, tc = w->tile_cols, size = tr * tc;
