@@ -11,6 +11,7 @@ install it (`pip install lego2c[calib]`).
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 from contextlib import contextmanager
@@ -54,16 +55,29 @@ def calibrated(c: Compiled, x: np.ndarray, steps: int = STEPS, seed: int = 0,
     return Compiled(c.path, c.graph, c.compressed, generate(c.graph, c.compressed)), res
 
 
+# torch's CPU kernels for these call MKL's vector maths (ATen/cpu/vml.h).
+MKL_VECTOR_MATHS = ("acos", "asin", "atan", "cos", "erf", "erfc", "erfinv", "exp", "log", "log10", "log2", "sin",
+                    "sqrt", "tan", "tanh", "trunc")  # fmt: skip
+
+
+@functools.cache
 def require_torch():  # type: ignore[no-untyped-def]
     # MKL may run fewer threads than asked when it sees fit, and a matrix product split over fewer threads
     # sums in another order: Intel's reproducibility conditions include a fixed thread count. Read when MKL
-    # starts, so this holds where lego2c imports torch first (the CLI). It did not make the default
-    # byte-reproducible on an Intel AVX-512 Xeon, where runs still differ now and then (docs/accuracy.md).
+    # starts, so this holds where lego2c imports torch first (the CLI).
     os.environ.setdefault("MKL_DYNAMIC", "FALSE")
     try:
         import torch
     except ImportError:
         raise UsageError("--calib needs torch", hint="pip install 'lego2c[calib]' (or pip install torch)") from None
+    # MKL picks each vector-maths function's code on its first call. When two of torch's threads make that
+    # first call at once, one may get other code: in about 1 process in 10 on an AVX-512 Xeon, Adam's sqrt
+    # came out different in its last bits on one thread's half of the inputs, and the default's file with it
+    # (docs/accuracy.md). A first call on a tensor too small to split settles each before any threaded use.
+    with torch.no_grad():
+        one = torch.full((4,), 0.5)
+        for op in MKL_VECTOR_MATHS:
+            getattr(torch, op)(one)
     return torch
 
 

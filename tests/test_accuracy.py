@@ -394,6 +394,24 @@ def test_the_default_says_why_it_cannot_calibrate_a_model_that_moves_the_batch_a
     assert "along the leading axis, which Transpose 'heads_first' moves" in text
 
 
+# Each process: torch as lego2c loads it, then sqrt of one array on 2 threads (ATen splits it in halves).
+SQRT_ON_TWO_THREADS = """
+import hashlib, numpy as np
+from lego2c.calibrate import require_torch
+torch = require_torch()
+torch.set_num_threads(2)
+v = torch.from_numpy(np.random.default_rng(0).uniform(1e-12, 1e-8, 1 << 16).astype(np.float32))
+print(hashlib.sha256(v.sqrt().numpy().tobytes()).hexdigest())
+"""
+
+
+def test_mkl_vector_maths_agree_across_processes() -> None:
+    """Without require_torch's first calls, about 1 fresh process in 10 got other sqrt bits on one thread."""
+    runs = [subprocess.run([sys.executable, "-c", SQRT_ON_TWO_THREADS], capture_output=True, text=True, cwd=ROOT,
+                           check=True).stdout for _ in range(12)]  # fmt: skip
+    assert len(set(runs)) == 1 and runs[0].strip()
+
+
 def test_default_gives_the_same_bytes_twice(tmp_path: Path) -> None:
     """The default's synthetic inputs, search and distillation are deterministic: same model, same file."""
     outs = [tmp_path / f"{i}.onnx" for i in range(2)]
