@@ -25,7 +25,7 @@ from sklearn.cluster import KMeans
 from .errors import UsageError
 from .ir import Graph, Node
 from .moments import activation_moments, mean_response
-from .ops import CONV_OPS, WEIGHTED_OPS
+from .ops import CONV_OPS, weight_readers
 from .packing import pack_indices
 
 FIT_SAMPLE = 65536  # k-means is fitted on at most this many tiles, then every tile is assigned
@@ -248,11 +248,6 @@ def weighted_nodes(g: Graph) -> list[Node]:
     for n in weight_readers(g):
         first.setdefault(n.inputs[1], n)
     return list(first.values())
-
-
-def weight_readers(g: Graph) -> list[Node]:
-    """Every node that computes with a constant weight."""
-    return [n for n in g.nodes if n.op in WEIGHTED_OPS and g.const(n.inputs[1]) is not None]
 
 
 def tiles_of(m: np.ndarray, tile: tuple[int, int]) -> np.ndarray:

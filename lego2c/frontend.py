@@ -445,9 +445,10 @@ def _check_io(g: Graph) -> None:
 def _refuse_unusable_weights(g: Graph) -> None:
     """NaN or Inf in a weight (often from folding a BN with a negative variance) cannot be clustered, nor can
     values whose squares overflow float32: clustering and its error measures sum squares."""
-    for n in g.nodes:
-        w = g.const(n.inputs[1]) if n.op in ops.WEIGHTED_OPS and len(n.inputs) > 1 else None
-        if w is None or w.dtype.kind != "f" or not w.size:
+    for n in ops.weight_readers(g):
+        w = g.const(n.inputs[1])
+        assert w is not None  # as weight_readers chose it
+        if w.dtype.kind != "f" or not w.size:
             continue
         if not np.isfinite(w).all():
             raise UnsupportedModelError(f"{n.op} '{n.name}': the weight holds NaN or Inf values")
@@ -543,9 +544,7 @@ def _untie_weights(g: Graph) -> None:
     """A weight that several nodes read is stored once (`compress.weighted_nodes`), with one bias and one
     orientation: a reader of another op, bias or group count gets its own copy."""
     first: dict[str, tuple[object, ...]] = {}
-    for n in g.nodes:
-        if n.op not in ops.WEIGHTED_OPS or g.const(n.inputs[1]) is None:
-            continue
+    for n in ops.weight_readers(g):
         key = (n.op, n.inputs[2] if len(n.inputs) > 2 else "", n.attrs.get("group", 1))
         if first.setdefault(n.inputs[1], key) != key:
             _set_private_const(g, n, 1, g.const(n.inputs[1]))  # type: ignore[arg-type]

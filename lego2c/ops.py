@@ -20,6 +20,11 @@ WEIGHTED_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")  # a constant input 1
 CONV_OPS = ("Conv", "ConvTranspose")  # output channels on axis 1
 
 
+def weight_readers(g: Graph) -> list[Node]:
+    """Every node that computes with a constant weight."""
+    return [n for n in g.nodes if n.op in WEIGHTED_OPS and len(n.inputs) > 1 and g.const(n.inputs[1]) is not None]
+
+
 class Unsupported(Exception):
     """Raised by a lowering entry: this node cannot be compiled, and why."""
 

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .compress import CompressedModel, relative_error, weight_matrix, weight_readers, weighted_nodes
+from .compress import CompressedModel, relative_error, weight_matrix, weighted_nodes
+from .ops import weight_readers
 from .ir import Graph, Node
 from .packing import pack_indices
 

@@ -13,7 +13,8 @@ from onnx import TensorProto, helper, numpy_helper
 
 from lego2c.boards import load_board
 from lego2c.build import build_host, build_target, compile_model, run_emulated
-from lego2c.compress import DEFAULT_RECIPE, RECIPES, CompressOptions, weight_readers, weighted_nodes
+from lego2c.compress import DEFAULT_RECIPE, RECIPES, CompressOptions, weighted_nodes
+from lego2c.ops import weight_readers
 from lego2c.errors import UnsupportedModelError
 from lego2c.frontend import load_model
 
