@@ -495,7 +495,11 @@ Single runs with seed 0 on the 10,000 test images while choosing; the tables abo
   then agreed in 50 of 50 processes (against about 1 in 10 differing), the synthesis in 40 of 40 (5 of 48
   differed before), with the values the usual runs gave, so the documented figures stand. oneDNN's
   convolutions were not involved, and `MKL_DYNAMIC=FALSE` (set since the session before) had not been
-  enough. On the AMD EPYC, 3 of 3 full runs gave identical files before this change.
+  enough. On the AMD EPYC, 3 of 3 full runs gave identical files before this change. On machines with more
+  than two cores, scikit-learn's k-means would have been the next source: it adds its threads' partial
+  centroid sums in the order the threads finish, which two threads cannot change and three or more can, so
+  lego2c runs it on at most two OpenMP threads (`threadpoolctl`), as it runs torch. Both caps only hold
+  the thread count; this 2-core machine cannot show the three-thread case.
   `tests/test_accuracy.py` checks the documented size within 3%.
 - **Keeping the luckiest k-means seed per layer** (tried twice, not kept). First with a seed per layer plan, a
   `search.reseed` step and a `--tries` option, on a local git branch that was not merged and is gone: after the budget search, each clustered layer of the plan is clustered again

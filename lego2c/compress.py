@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from sklearn.cluster import KMeans
+from threadpoolctl import threadpool_limits
 
 from .errors import UsageError
 from .ir import Graph, Node
@@ -447,7 +448,10 @@ def _cluster(x: np.ndarray, k: int, seed: int, progress: bool, label: str) -> tu
     columns = [SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn()]
     with Progress(*columns, transient=True, disable=not progress) as bar:
         task = bar.add_task(f"k-means {label}: {len(x)} tiles -> K={k}", total=len(x))
-        km = KMeans(n_clusters=k, n_init=1, random_state=seed, max_iter=100).fit(fit.astype(np.float64))
+        # scikit-learn adds its threads' partial centroid sums in the order the threads finish: two sums
+        # commute, three or more change their last bits from run to run (sklearn/cluster/_k_means_lloyd.pyx).
+        with threadpool_limits(limits=2, user_api="openmp"):
+            km = KMeans(n_clusters=k, n_init=1, random_state=seed, max_iter=100).fit(fit.astype(np.float64))
         centroids = km.cluster_centers_.astype(np.float32)
         labels = np.empty(len(x), dtype=np.int64)
         for s in range(0, len(x), ASSIGN_CHUNK):
