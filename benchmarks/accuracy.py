@@ -589,6 +589,19 @@ Single runs with seed 0 on the 10,000 test images while choosing; the tables abo
     interpolated between 1x4 K=32 and K=64). A codebook per group of output channels: 3% less weight error
     at 2x4 K=16 with 4 groups on the largest layer, while the 384 bytes those codebooks cost, spent on
     index bits instead (2x4 K=32), buy 15%. None was built.
+  - *Several codebooks per tile* (additive codes, as residual vector quantisation: each tile is the sum of
+    one entry of each of two codebooks, two indices stored), checked on weight error before building a
+    storage type. On the largest layer (64x576, normalised weights, squared relative error; k-means on the
+    first codebook's residual, then four alternating refits), 2x4 with K=16+16 left 0.257 in 4,864 bytes
+    against one 1x4 K=16 codebook's 0.259 in 4,672, and 1x4 K=4+4 0.291 against the same 0.259 in the same
+    bytes: no gain at equal bytes, so nothing was built. That last figure says why: at 1.01 bits per weight
+    no code of any kind leaves a Gaussian source of the same variance less than 2^-2.02 = 0.247 of its
+    energy (Shannon's rate-distortion bound), and plain k-means on 1x4 tiles is within 5% of it. What is
+    left to gain lies in which errors the model feels, not in the weight error.
+  - *Row normalisation by the root mean square* instead of the largest magnitude before k-means: 0 to 3%
+    less weight error (after each row's best rescaling, as distillation would find it) over the seven convolutions
+    of 2,048 weights or more and six tile shapes and K; no row normalisation at all did about as well as the largest
+    magnitude. Not built.
   - *Entropy-coded indices* were not built: on seed 0's 28x plan after index assignment, the indices' order-0
     entropy is 98.5% of their packed width (9,151 of 9,288 bytes), so coding would save about 140 bytes.
   - *Pairing similar output channels* in the same 2-row tiles (a free permutation inside a residual block):
