@@ -25,7 +25,7 @@ from .resources import runtime_sources
 from .errors import DoesNotFitError, EmulatorError, LegoError, UsageError
 from .report import sizes
 from .toolchain import FIT_HINT, MemoryUse, elf_memory, make, require, run_host
-from .verify import ProgramOutput, max_error, parse_program_output, run_onnx, test_input
+from .verify import ProgramOutput, max_error, parse_program_output, rounding_slack, run_onnx, test_input
 
 
 @dataclass
@@ -53,12 +53,14 @@ def compile_graph(graph: Graph, path: Path, opts: CompressOptions, progress: boo
     return Compiled(Path(path), graph, cm, generate(graph, cm))
 
 
-def reference_output(c: Compiled, x: np.ndarray) -> np.ndarray:
-    """onnxruntime's answer for what the C code should compute: the original file where the C computes
-    exactly it (and takes the same inputs), else the IR with the stored weights."""
+def reference_output(c: Compiled, x: np.ndarray) -> tuple[np.ndarray, float]:
+    """onnxruntime's answer for what the C code should compute, and its `rounding_slack`: from the original
+    file where the C computes exactly it (and takes the same inputs), else from the IR with the stored weights."""
     changed = (bool(reconstructed_weights(c.graph, c.compressed)) or c.graph.chosen_output is not None
                or bool(c.graph.dropped_inputs))  # fmt: skip
-    return run_onnx(c.lego_onnx() if changed else c.path, x)
+    model = c.lego_onnx() if changed else c.path
+    ref = run_onnx(model, x)
+    return ref, rounding_slack(c.graph, model, x, ref)
 
 
 @dataclass
@@ -91,14 +93,14 @@ def build_host(c: Compiled, out: Path, force: bool = False, input_npy: Path | No
     """Generate a host project, compile it with gcc, run it and compare with onnxruntime."""
     require("gcc")
     x = test_input(c.graph.shape(c.graph.inputs[0]), input_npy)
-    ref = reference_output(c, x)
+    ref, slack = reference_output(c, x)
     with staged_output(out, force) as tmp:
         write_sources(c, tmp / "src", x, str(input_npy) if input_npy else "deterministic, seed 0", bench_runs)
         write_file(tmp / "Makefile", templates().get_template("Makefile.host.j2").render())
         onnx.save(c.lego_onnx(), str(tmp / "model.lego.onnx"))
         make(tmp, variables={"EXTRA_CFLAGS": extra_cflags} if extra_cflags else None)
         result = parse_program_output(run_host(tmp / "model"))
-    err, allowed = max_error(result.values, ref)
+    err, allowed = max_error(result.values, ref, slack)
     return HostRun(out.resolve(), result, ref, err, allowed)
 
 
@@ -152,7 +154,7 @@ def build_target(c: Compiled, board: Board, out: Path, force: bool = False, inpu
     require("arm-none-eabi-gcc")
     twin = load_board(board.emulator_twin) if board.emulator_twin else None
     x = test_input(c.graph.shape(c.graph.inputs[0]), input_npy)
-    ref = reference_output(c, x)
+    ref, slack = reference_output(c, x)
     notes: list[str] = []
     with staged_output(out, force) as tmp:
         write_sources(c, tmp / "src", x, str(input_npy) if input_npy else "deterministic, seed 0", bench_runs)
@@ -182,7 +184,7 @@ def build_target(c: Compiled, board: Board, out: Path, force: bool = False, inpu
             make(tmp, "emulator")
         memory = elf_memory(tmp / "firmware.elf", (board.flash.origin, board.flash.size), (board.ram.origin, board.ram.size))
         info = dict(board=board.name, twin=twin.name if twin else None, builder=builder, bench_runs=bench_runs,
-                    model=str(c.path.resolve()), dataset=c.graph.metadata.get("dataset"))  # fmt: skip
+                    model=str(c.path.resolve()), dataset=c.graph.metadata.get("dataset"), rounding_slack=slack)  # fmt: skip
         write_file(tmp / BUILD_INFO, json.dumps(info, indent=2, sort_keys=True) + "\n")
     return TargetBuild(out.resolve(), board, twin, memory, builder, notes)
 
@@ -253,7 +255,7 @@ def run_emulated(out: Path, timeout: float = 120, profile: bool = False) -> Emul
     if prog.rc != 0:
         raise EmulatorError(f"lego_model_run returned {prog.rc} in the emulator")
     ref = np.load(out / "reference.npy")
-    err, allowed = max_error(prog.values, ref)
+    err, allowed = max_error(prog.values, ref, float(info.get("rounding_slack") or 0.0))  # type: ignore[arg-type]
     per = res.window_instructions / max(prog.bench_runs, 1)
     dataset = info.get("dataset")
     return EmulatedRun(emu.name, prog, ref, err, allowed, per, res.total_instructions, by_function,

@@ -385,11 +385,13 @@ def _run_renode(a: argparse.Namespace) -> int:
     """Write the Renode script and Robot test; run them when Renode is installed."""
     from .renode import run_renode, write_renode_files
 
-    board = load_board(str(read_build_info(a.build_dir)["board"]))
+    info = read_build_info(a.build_dir)
+    board = load_board(str(info["board"]))
     resc, robot = write_renode_files(a.build_dir, board, a.build_dir / "firmware.elf")
     console.print(f"wrote {resc} and {robot}")
     prog = parse_program_output(run_renode(a.build_dir, board, a.timeout))
-    err, allowed = max_error(prog.values, np.load(a.build_dir / "reference.npy"))
+    slack = float(info.get("rounding_slack") or 0.0)  # type: ignore[arg-type]
+    err, allowed = max_error(prog.values, np.load(a.build_dir / "reference.npy"), slack)
     console.print(f"Renode vs onnxruntime: max abs error {err:.3g} (allowed {allowed:.3g})")
     if err > allowed or prog.rc != 0:
         raise EmulatorError(f"the firmware disagrees with onnxruntime on Renode: max abs error {err:.3g}")

@@ -22,7 +22,8 @@ from onnx import helper, numpy_helper, shape_inference
 
 from . import ops
 from .errors import UnsupportedModelError, UsageError
-from .ir import Graph, Node, Tensor
+from .ir import FAKE_QUANTIZE, Graph, Node, Tensor
+from .quantized import QDQ_OPS, fold_constant_quantization, fuse_fake_quantization, zero_points
 from .recurrent import RECURRENT_OPS, unroll_recurrences
 
 MIN_OPSET = 7
@@ -46,6 +47,7 @@ def load_model(path: str | Path, input_shape: list[int] | None = None, output: s
     if output is not None:
         _select_output(model, output)
     dropped = _drop_unread_inputs(model)
+    fold_constant_quantization(model)
     _refuse_bad_dtypes(model)
     _pin_input_shape(model, input_shape)
     _refuse_huge_tensors(model)
@@ -65,17 +67,23 @@ def load_model(path: str | Path, input_shape: list[int] | None = None, output: s
     return graph
 
 
+def supported_ops() -> list[str]:
+    """The ONNX ops a model may hold: those with a kernel, and those the frontend turns into such."""
+    return sorted({*ops.LOWERINGS, *RECURRENT_OPS, *QDQ_OPS} - {FAKE_QUANTIZE})
+
+
 def _refuse_unsupported(problems: dict[str, list[str]]) -> None:
     """Name every node that cannot be compiled at once, grouped by op ('op' -> ['node: reason', ...])."""
     if not problems:
         return
     lines = [f"{op}: {', '.join(nodes)}" for op, nodes in sorted(problems.items())]
     hint = None
-    if {"QuantizeLinear", "DequantizeLinear"} & problems.keys():
-        hint = "quantised (QDQ) models are not supported yet: export the float32 model instead"
+    if set(QDQ_OPS) & problems.keys():
+        hint = ("lego2c reads quantised (QDQ) models whose weights are constants and whose activations are quantised "
+                "per tensor (a QuantizeLinear that only DequantizeLinears read); export these parts so, or in float32")
     raise UnsupportedModelError(
         f"{sum(len(v) for v in problems.values())} node(s) cannot be compiled:\n  " + "\n  ".join(lines),
-        hint=hint or "supported ops: " + ", ".join(sorted({*ops.LOWERINGS, *RECURRENT_OPS})),
+        hint=hint or "supported ops: " + ", ".join(supported_ops()),
     )
 
 
@@ -166,13 +174,15 @@ def _refuse_bad_dtypes(model: onnx.ModelProto) -> None:
                 f"input '{vi.name}' is {_dtype_name(et)}; lego2c compiles float32 models",
                 hint="export the model with float32 inputs and weights",
             )
+    quantisation = zero_points(model)  # integers that stay, read by an activation's quantisation
     for init in model.graph.initializer:
-        if init.data_type in (onnx.TensorProto.INT8, onnx.TensorProto.UINT8, onnx.TensorProto.FLOAT16,
-                              onnx.TensorProto.BFLOAT16, onnx.TensorProto.DOUBLE):  # fmt: skip
+        if init.name not in quantisation and init.data_type in (onnx.TensorProto.INT8, onnx.TensorProto.UINT8, onnx.TensorProto.FLOAT16,
+                                                                onnx.TensorProto.BFLOAT16, onnx.TensorProto.DOUBLE):  # fmt: skip
             raise UnsupportedModelError(
                 f"weight '{init.name}' is {onnx.TensorProto.DataType.Name(init.data_type)}; "
                 "lego2c needs float32 weights",
-                hint="quantised or half-precision models are not supported yet: export float32",
+                hint="integer weights are read through DequantizeLinear (QDQ models, as onnxruntime's quantize_static "
+                     "writes them), not by integer-only ops; half-precision models are not supported: export float32",
             )
 
 
@@ -410,6 +420,7 @@ def _to_ir(model: onnx.ModelProto) -> Graph:
 
 def _simplify(g: Graph) -> None:
     _drop_identities(g)
+    fuse_fake_quantization(g)
     _split_to_slices(g)
     _split_wide_concats(g)
     _canonicalise_dense(g)

@@ -14,6 +14,10 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
+# An activation's QuantizeLinear and the DequantizeLinear after it, as one node (lego2c.quantized): its value is
+# a float. Attributes: scale, zero_point and elem_type (the integer type, as an ONNX TensorProto code).
+FAKE_QUANTIZE = "QuantizeDequantize"
+
 
 @dataclass
 class Tensor:
@@ -90,9 +94,19 @@ class Graph:
             for t in self.tensors.values()
             if t.is_const
         ]
-        nodes = [
-            helper.make_node(n.op, n.inputs, n.outputs, name=n.name, **n.attrs) for n in self.nodes
-        ]
+        nodes = []
+        for n in self.nodes:
+            if n.op == FAKE_QUANTIZE:
+                grid = [numpy_helper.from_array(np.array(n.attrs["scale"], np.float32), f"{n.name}.scale"),
+                        numpy_helper.from_array(np.array(n.attrs["zero_point"], helper.tensor_dtype_to_np_dtype(
+                            n.attrs["elem_type"])), f"{n.name}.zero_point")]  # fmt: skip
+                inits += grid
+                quantized = f"{n.outputs[0]}.quantized"
+                nodes += [helper.make_node("QuantizeLinear", [n.inputs[0], *(t.name for t in grid)], [quantized], name=n.name),
+                          helper.make_node("DequantizeLinear", [quantized, *(t.name for t in grid)], n.outputs,
+                                           name=f"{n.name}.dequantize")]  # fmt: skip
+            else:
+                nodes.append(helper.make_node(n.op, n.inputs, n.outputs, name=n.name, **n.attrs))
         produced = {o for n in self.nodes for o in n.outputs}
         value_info = [info(t) for t in sorted(produced) if t not in self.outputs]
         graph = helper.make_graph(

@@ -13,8 +13,8 @@ from __future__ import annotations
 import numpy as np
 from scipy.special import ndtr
 
-from .ir import Graph, Node
-from .ops import CONV_OPS, lower_reduce, lower_unary, moves_batch, slice_indices, transpose_perm
+from .ir import FAKE_QUANTIZE, Graph, Node
+from .ops import CONV_OPS, lower_reduce, lower_unary, moves_batch, quantization_grid, slice_indices, transpose_perm
 
 Moments = tuple[np.ndarray, np.ndarray]  # per-channel mean and variance (or per element: see _moved)
 
@@ -102,10 +102,13 @@ def activation_moments(g: Graph) -> dict[str, Moments]:
         if out in known or not src or src[0] is None:
             continue
         channels = g.shape(out)[1] if len(g.shape(out)) > 1 else 0
-        if src[0][0].ndim > 1 and n.op not in ("Relu", "Clip", *MOVES):
+        if src[0][0].ndim > 1 and n.op not in ("Relu", "Clip", FAKE_QUANTIZE, *MOVES):
             continue
         if n.op == "Relu":
             known[out] = _clipped(*src[0], 0.0, np.inf)
+        elif n.op == FAKE_QUANTIZE:  # rounding to the grid leaves the moments, clipping to its range does not
+            scale, lo, hi = quantization_grid(n)
+            known[out] = _clipped(*src[0], lo * scale, hi * scale)
         elif n.op == "Clip":  # ReLU6 and friends, bounds read as the kernels read them
             p = lower_unary(n, g).params
             known[out] = _clipped(*src[0], float(p["alpha"]), float(p["beta"]))  # type: ignore[arg-type]

@@ -11,8 +11,9 @@ from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
+from onnx import helper
 
-from .ir import Graph, Node
+from .ir import FAKE_QUANTIZE, Graph, Node
 
 MAX_DIMS = 6  # must match LEGO_MAX_DIMS in runtime/lego_runtime.h
 MAX_CONCAT = 8  # inputs per Concat kernel call: LEGO_MAX_CONCAT (the frontend splits wider ones)
@@ -267,6 +268,20 @@ def lower_unary(node: Node, g: Graph) -> KernelCall:
     p = dict(op=code, size=g.tensors[node.outputs[0]].size, alpha=alpha, beta=beta)
     func = "lego_unary_f32" if op not in MATH_KERNELS else f"lego_{op.lower()}{'_tanh' * (code == GELU_TANH)}_f32"
     return KernelCall(func, "lego_unary_params_t", p, [node.inputs[0]], node.outputs, inplace=True)
+
+
+def quantization_grid(node: Node) -> tuple[float, float, float]:
+    """(scale, lo, hi) of a FAKE_QUANTIZE node: its value is clip(round(x / scale), lo, hi) * scale."""
+    info = np.iinfo(helper.tensor_dtype_to_np_dtype(int(node.attrs["elem_type"])))
+    zero_point = int(node.attrs["zero_point"])
+    return float(node.attrs["scale"]), float(info.min - zero_point), float(info.max - zero_point)
+
+
+def lower_fake_quantize(node: Node, g: Graph) -> KernelCall:
+    scale, lo, hi = quantization_grid(node)
+    p = dict(size=g.tensors[node.outputs[0]].size, scale=scale, lo=lo, hi=hi)
+    return KernelCall("lego_fake_quantize_f32", "lego_fake_quantize_params_t", p, node.inputs[:1], node.outputs,
+                      inplace=True)  # fmt: skip
 
 
 def broadcast_strides(shape: tuple[int, ...], out: tuple[int, ...]) -> list[int]:
@@ -641,6 +656,7 @@ LOWERINGS: dict[str, Callable[[Node, Graph], KernelCall]] = {
     "MatMul": lower_matmul,
     **{op: lower_unary for op in UNARY},
     **{op: lower_binary for op in BINARY},
+    FAKE_QUANTIZE: lower_fake_quantize,
     "MaxPool": lower_pool,
     "AveragePool": lower_pool,
     "GlobalAveragePool": lower_global_pool,

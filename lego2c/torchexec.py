@@ -16,10 +16,10 @@ import torch.nn.functional as F
 
 from .compress import CompressedModel, _transposed_groups, _untile, weighted_nodes
 from .errors import UsageError
-from .ir import Graph, Node
+from .ir import FAKE_QUANTIZE, Graph, Node
 from .ops import (BINARY, CONV_OPS, GELU_TANH, UNARY, WEIGHTED_OPS, _pads_2d, batch_mover, gather_indices,
                   lower_conv_transpose, lower_global_pool, lower_layernorm, lower_pad, lower_reduce, lower_resize,
-                  lower_unary, overhang, slice_indices, tile_repeats, transpose_perm)
+                  lower_unary, overhang, quantization_grid, slice_indices, tile_repeats, transpose_perm)
 
 Hook = Callable[[Node, torch.Tensor], torch.Tensor]
 
@@ -303,6 +303,10 @@ def _run(ex: Executor, node: Node, env: dict[str, torch.Tensor], batch: int) -> 
         return _resize(p, ex.resize_taps[node.name], xs[0], out_shape)
     if op == "Softmax":
         return torch.softmax(xs[0], dim=int(a.get("axis", -1)))
+    if op == FAKE_QUANTIZE:  # rounding passes the gradient straight through, clipping does not
+        scale, lo, hi = quantization_grid(node)
+        v = torch.clamp(xs[0] / scale, lo, hi)
+        return (v + (torch.round(v) - v).detach()) * scale
     raise NotImplementedError(f"torch executor: {op}")  # ops.LOWERINGS and this list must stay in step
 
 

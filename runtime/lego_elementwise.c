@@ -75,6 +75,18 @@ LEGO_MATH_KERNEL(gelu, 0.5f * x * (1.0f + erff(x * 0.70710678f)))
 LEGO_MATH_KERNEL(gelu_tanh, 0.5f * x * (1.0f + tanhf(0.79788456f * (x + 0.044715f * x * x * x))))
 LEGO_MATH_KERNEL(mish, x * tanhf(lego_softplus(x)))
 
+int lego_fake_quantize_f32(const lego_fake_quantize_params_t *p, const float *in, float *out)
+{
+    if (p == NULL || in == NULL || out == NULL) return LEGO_ERR_NULL;
+    const float s = p->scale, lo = p->lo, hi = p->hi;
+    for (int32_t i = 0; i < p->size; i++) {
+        const float v = in[i] / s;
+        /* The bounds are integers, so clipping before rounding gives what rounding first would. */
+        out[i] = rintf(v < lo ? lo : (v > hi ? hi : v)) * s;
+    }
+    return LEGO_OK;
+}
+
 /* One row of n outputs; a loop per op so the op is not dispatched per element. */
 typedef void (*lego_binary_row_t)(int32_t op, const float *a, int32_t sa, const float *b, int32_t sb, float *out,
                                   int32_t n);

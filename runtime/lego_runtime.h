@@ -234,6 +234,18 @@ int lego_gelu_f32(const lego_unary_params_t *p, const float *in, float *out);
 int lego_gelu_tanh_f32(const lego_unary_params_t *p, const float *in, float *out);
 int lego_mish_f32(const lego_unary_params_t *p, const float *in, float *out);
 
+/* An activation's QuantizeLinear and DequantizeLinear (QDQ models), in float: each value is divided by the
+ * scale (divided, as onnxruntime does, not multiplied by its inverse), clipped to the integer type's range
+ * less the zero point, rounded half to even (rintf) and multiplied back. May run in place. */
+typedef struct {
+    int32_t size;
+    float scale;
+    float lo; /* qmin - zero point */
+    float hi; /* qmax - zero point */
+} lego_fake_quantize_params_t;
+
+int lego_fake_quantize_f32(const lego_fake_quantize_params_t *p, const float *in, float *out);
+
 typedef enum {
     LEGO_ADD = 0, LEGO_SUB = 1, LEGO_MUL = 2, LEGO_DIV = 3, LEGO_PRELU = 4, LEGO_MAX = 5, LEGO_MIN = 6, LEGO_POW = 7
 } lego_binary_op_t;

@@ -83,20 +83,6 @@ def test_non_float_input(tmp_path: Path) -> None:
     fails(lego2c("inspect", path), UnsupportedModelError.exit_code, "INT32", "float32")
 
 
-def test_quantised_qdq_model(tmp_path: Path) -> None:
-    nodes = [
-        helper.make_node("QuantizeLinear", ["x", "s", "z"], ["q"], name="q"),
-        helper.make_node("DequantizeLinear", ["q", "s", "z"], ["y"], name="dq"),
-    ]
-    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])],
-                              initializer=[helper.make_tensor("s", TensorProto.FLOAT, [], [0.1]),
-                                           helper.make_tensor("z", TensorProto.UINT8, [], [0])])  # fmt: skip
-    path = tmp_path / "qdq.onnx"
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
-    fails(lego2c("inspect", path), UnsupportedModelError.exit_code, "quantised")
-
-
 def test_dynamic_shape_without_input_shape(tmp_path: Path) -> None:
     path = _model(tmp_path, [helper.make_node("Relu", ["x"], ["y"])], ["x"], ["y"], shape=["n", 3, "h", "w"])
     fails(lego2c("inspect", path), UnsupportedModelError.exit_code, "dynamic dimensions", "--input-shape")
