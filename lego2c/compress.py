@@ -26,7 +26,7 @@ from threadpoolctl import threadpool_limits
 from .errors import UsageError
 from .ir import Graph, Node
 from .moments import activation_moments, mean_response
-from .ops import CONV_OPS, weight_readers
+from .ops import WEIGHTED_OPS, weight_readers
 from .packing import pack_indices
 
 FIT_SAMPLE = 65536  # k-means is fitted on at most this many tiles, then every tile is assigned
@@ -236,7 +236,7 @@ def _transposed_groups(node: Node, shape: tuple[int, ...]) -> tuple[int, ...]:
 
 
 def bias_of(node: Node, g: Graph) -> np.ndarray | None:
-    if node.op in (*CONV_OPS, "Gemm") and len(node.inputs) > 2 and node.inputs[2]:
+    if node.op in WEIGHTED_OPS and len(node.inputs) > 2 and node.inputs[2]:
         b = g.const(node.inputs[2])
         return None if b is None else b.reshape(-1).astype(np.float32)
     return None

@@ -50,3 +50,9 @@ class EmulatorError(LegoError):
     """The emulated run failed, hung, or disagreed with onnxruntime."""
 
     exit_code = 6
+
+
+def first_line(e: BaseException) -> str:
+    """An exception's text for a one-line message: its first line, at most 300 characters (libraries' run long)."""
+    text = str(e).strip() or type(e).__name__
+    return text.splitlines()[0][:300]

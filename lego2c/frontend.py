@@ -21,10 +21,11 @@ from google.protobuf.message import DecodeError, Message
 from onnx import helper, numpy_helper, shape_inference
 
 from . import ops
-from .errors import UnsupportedModelError, UsageError
+from .errors import UnsupportedModelError, UsageError, first_line
 from .ir import FAKE_QUANTIZE, Graph, Node, Tensor
 from .quantized import QDQ_OPS, fold_constant_quantization, fuse_fake_quantization, zero_points
 from .recurrent import RECURRENT_OPS, unroll_recurrences
+from .shapes import inferred
 
 MIN_OPSET = 7
 MAX_OPSET = onnx.defs.onnx_opset_version()
@@ -43,7 +44,7 @@ def load_model(path: str | Path, input_shape: list[int] | None = None, output: s
     try:
         model = onnx.inliner.inline_local_functions(model)
     except onnx.checker.ValidationError as e:  # e.g. functions that call themselves
-        raise UnsupportedModelError(f"the model's ONNX functions cannot be inlined: {_first_line(e)}") from None
+        raise UnsupportedModelError(f"the model's ONNX functions cannot be inlined: {first_line(e)}") from None
     if output is not None:
         _select_output(model, output)
     dropped = _drop_unread_inputs(model)
@@ -53,11 +54,7 @@ def load_model(path: str | Path, input_shape: list[int] | None = None, output: s
     _refuse_huge_tensors(model)
     bn_stats = _batchnorm_stats(model)  # before onnxslim fuses BatchNorms into their convolutions
     model, refused = unroll_recurrences(_fold_shape_subgraphs(model))
-    try:
-        model = shape_inference.infer_shapes(model, strict_mode=True, data_prop=True)
-    except Exception as e:  # onnx raises several unrelated types here
-        raise UnsupportedModelError(f"shape inference failed: {_first_line(e)}") from None
-    graph = _to_ir(model)
+    graph = _to_ir(inferred(model))
     _simplify(graph)
     graph.bn_stats = {t: v for t, v in bn_stats.items() if t in graph.tensors}
     graph.chosen_output, graph.dropped_inputs = output, dropped
@@ -87,11 +84,6 @@ def _refuse_unsupported(problems: dict[str, list[str]]) -> None:
     )
 
 
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip() or type(e).__name__
-    return text.splitlines()[0][:300]
-
-
 def _read(path: Path) -> onnx.ModelProto:
     if not path.is_file():
         raise UsageError(f"cannot read '{path}': no such file")
@@ -100,7 +92,7 @@ def _read(path: Path) -> onnx.ModelProto:
     # ValidationError: external data that is missing or outside the model's directory.
     except (DecodeError, ValueError, RuntimeError, OSError, onnx.checker.ValidationError) as e:
         raise UsageError(
-            f"'{path}' is not a readable ONNX model ({_first_line(e)})",
+            f"'{path}' is not a readable ONNX model ({first_line(e)})",
             hint="the file may be truncated or corrupted; export it again",
         ) from None
     if not model.graph.node:
@@ -112,7 +104,7 @@ def _read(path: Path) -> onnx.ModelProto:
     try:
         onnx.checker.check_model(model)
     except onnx.checker.ValidationError as e:
-        raise UnsupportedModelError(f"the ONNX checker rejects '{path}': {_first_line(e)}") from None
+        raise UnsupportedModelError(f"the ONNX checker rejects '{path}': {first_line(e)}") from None
     _check_tensor_data(model)
     return model
 
@@ -149,7 +141,7 @@ def _check_tensor_data(model: onnx.ModelProto) -> None:
             numpy_helper.to_array(t)
         except (ValueError, TypeError) as e:
             raise UnsupportedModelError(
-                f"tensor '{t.name}' is malformed: {_first_line(e)}",
+                f"tensor '{t.name}' is malformed: {first_line(e)}",
                 hint="the file may be corrupted; export it again",
             ) from None
 
@@ -327,10 +319,9 @@ def _refuse_huge_tensors(model: onnx.ModelProto) -> None:
     computes shapes, so it is cheap and safe to run first.
     """
     try:
-        inferred = shape_inference.infer_shapes(model)
+        g = shape_inference.infer_shapes(model).graph
     except Exception:  # onnx raises several unrelated types; the strict inference later reports them
         return
-    g = inferred.graph
     for vi in list(g.input) + list(g.value_info) + list(g.output):
         dims = vi.type.tensor_type.shape.dim
         if dims and all(d.HasField("dim_value") for d in dims):
@@ -361,7 +352,7 @@ def _fold_shape_subgraphs(model: onnx.ModelProto) -> onnx.ModelProto:
         with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
             return onnxslim.slim(model)
     except Exception as e:  # onnxslim raises whatever its passes raise
-        raise UnsupportedModelError(f"constant folding failed: {_first_line(e)}") from None
+        raise UnsupportedModelError(f"constant folding failed: {first_line(e)}") from None
 
 
 def _attr_dict(node: onnx.NodeProto) -> dict[str, object]:
@@ -423,6 +414,7 @@ def _simplify(g: Graph) -> None:
     fuse_fake_quantization(g)
     _split_to_slices(g)
     _split_wide_concats(g)
+    _fuse_matmul_bias(g)
     _canonicalise_dense(g)
     _fold_batchnorm(g)
     _untie_weights(g)
@@ -532,6 +524,27 @@ def _split_wide_concats(g: Graph) -> None:
         cat.inputs = inputs
 
 
+def _fuse_matmul_bias(g: Graph) -> None:
+    """MatMul of a constant weight, then Add of a constant bias along its last axis (a Linear as exporters write
+    it for more than two axes) -> one MatMul with the bias as a third input, as Gemm and Conv carry theirs
+    (`Graph.to_onnx` writes the two nodes back). The bias then belongs to its layer: stored, corrected and
+    distilled with it, and added in the same pass."""
+    for mm in [n for n in g.nodes if n.op == "MatMul"]:
+        w, users = g.const(mm.inputs[1]), g.consumers(mm.outputs[0])
+        if (w is None or w.ndim != 2 or g.const(mm.inputs[0]) is not None or mm.outputs[0] in g.outputs
+                or len(users) != 1 or users[0].op != "Add"):  # fmt: skip
+            continue
+        add = users[0]
+        bias = next((i for i in add.inputs if i != mm.outputs[0]), "")
+        b = g.const(bias)
+        if b is None or b.size != w.shape[1] or b.shape[-1] != w.shape[1] or g.shape(add.outputs[0]) != g.shape(mm.outputs[0]):
+            continue
+        g.nodes.remove(add)
+        del g.tensors[mm.outputs[0]]
+        mm.outputs = add.outputs
+        _set_private_const(g, mm, 2, np.ascontiguousarray(b.reshape(-1), dtype=np.float32))
+
+
 def _canonicalise_dense(g: Graph) -> None:
     """Gemm -> y = x W^T + b with alpha/beta folded; MatMul weights stored (out, in)."""
     for n in g.nodes:
@@ -562,10 +575,10 @@ def _untie_weights(g: Graph) -> None:
 
 
 def _set_private_const(g: Graph, node: Node, idx: int, value: np.ndarray) -> None:
-    """Give `node` its own copy of a constant input (others may share the original)."""
+    """Give `node` its own copy of constant input `idx` (others may share the original), or a new last input."""
     name = f"{node.name}__{('A', 'W', 'bias')[idx]}"
     g.tensors[name] = Tensor(name, tuple(value.shape), value)
-    node.inputs[idx] = name
+    node.inputs[idx : idx + 1] = [name]
 
 
 def _fold_batchnorm(g: Graph) -> None:

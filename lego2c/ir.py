@@ -2,7 +2,9 @@
 
 It keeps ONNX's op names and attribute semantics (so it can be written back to ONNX for
 onnxruntime to check us), but every shape is static and known, every constant is a numpy
-array, and only ops that lego2c can lower remain.
+array, and only ops that lego2c can lower remain. Two extensions, which `Graph.to_onnx` writes
+back as the ONNX nodes they stand for: a MatMul may carry a bias as a third input (MatMul + Add),
+and FAKE_QUANTIZE is an activation's QuantizeLinear + DequantizeLinear.
 """
 
 from __future__ import annotations
@@ -105,6 +107,10 @@ class Graph:
                 nodes += [helper.make_node("QuantizeLinear", [n.inputs[0], *(t.name for t in grid)], [quantized], name=n.name),
                           helper.make_node("DequantizeLinear", [quantized, *(t.name for t in grid)], n.outputs,
                                            name=f"{n.name}.dequantize")]  # fmt: skip
+            elif n.op == "MatMul" and len(n.inputs) > 2:  # with its bias (frontend._fuse_matmul_bias)
+                product = f"{n.outputs[0]}.product"
+                nodes += [helper.make_node("MatMul", n.inputs[:2], [product], name=n.name),
+                          helper.make_node("Add", [product, n.inputs[2]], n.outputs, name=f"{n.name}.bias")]  # fmt: skip
             else:
                 nodes.append(helper.make_node(n.op, n.inputs, n.outputs, name=n.name, **n.attrs))
         produced = {o for n in self.nodes for o in n.outputs}

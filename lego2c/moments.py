@@ -112,7 +112,8 @@ def activation_moments(g: Graph) -> dict[str, Moments]:
         elif n.op == "Clip":  # ReLU6 and friends, bounds read as the kernels read them
             p = lower_unary(n, g).params
             known[out] = _clipped(*src[0], float(p["alpha"]), float(p["beta"]))  # type: ignore[arg-type]
-        elif n.op in MEAN_PRESERVING and len(src[0][0]) == channels and src[0][0].ndim == 1:
+        elif (n.op in MEAN_PRESERVING and len(src[0][0]) == channels and src[0][0].ndim == 1
+              and g.shape(out)[:2] == g.shape(n.inputs[0])[:2]):  # batch and channel axes stay: not (1, C, L) -> (C, L)
             known[out] = src[0]
         elif n.op == "ReduceMean" and _spatial_mean(g, n, len(src[0][0])):
             known[out] = src[0]

@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import onnx
-from onnx import helper, numpy_helper, shape_inference
+from onnx import helper, numpy_helper
 
-from .errors import UnsupportedModelError
+from .shapes import static_shapes
 
 RECURRENT_OPS = {"LSTM": 4, "GRU": 3, "RNN": 1}  # op -> gates per hidden unit
 DEFAULT_ACTIVATIONS = {"LSTM": ["Sigmoid", "Tanh", "Tanh"], "GRU": ["Sigmoid", "Tanh"], "RNN": ["Tanh"]}
@@ -58,7 +58,7 @@ def unroll_recurrences(model: onnx.ModelProto) -> tuple[onnx.ModelProto, dict[st
     be, left in place and named with the reasons ('op' -> ['node (reasons)', ...], for the unsupported-op report)."""
     if not any(n.op_type in RECURRENT_OPS and n.domain in ("", "ai.onnx") for n in model.graph.node):
         return model, {}
-    shapes = _inferred_shapes(model)
+    shapes = static_shapes(model)
     consts = _constants(model.graph)
     refused: dict[str, list[str]] = {}
     kept: set[int] = set()  # positions of the recurrent nodes left in place
@@ -78,22 +78,13 @@ def unroll_recurrences(model: onnx.ModelProto) -> tuple[onnx.ModelProto, dict[st
         steps_of.update(_unroll(n, b, consts, shapes[n.input[0]]))
         out.graph.node.extend(b.nodes)
         out.graph.initializer.extend(b.inits)
-    shapes = _inferred_shapes(out)
+    shapes = static_shapes(out)
     ours = {n.name for n in out.graph.node} - {n.name for n in model.graph.node}
     _collapse_views(out.graph, shapes, ours)
     _pick_steps(out.graph, steps_of, shapes, ours)
     _collapse_views(out.graph, shapes, ours)
     _drop_dead_nodes(out.graph)
     return out, refused
-
-
-def _inferred_shapes(model: onnx.ModelProto) -> dict[str, list[int]]:
-    try:
-        inferred = shape_inference.infer_shapes(model, strict_mode=True, data_prop=True)
-    except Exception as e:  # onnx raises several unrelated types here
-        raise UnsupportedModelError(f"shape inference failed: {str(e).strip().splitlines()[0][:300]}") from None
-    return {vi.name: [d.dim_value if d.HasField("dim_value") else -1 for d in vi.type.tensor_type.shape.dim]
-            for vi in [*inferred.graph.input, *inferred.graph.value_info, *inferred.graph.output]}  # fmt: skip
 
 
 def _constants(g: onnx.GraphProto) -> dict[str, np.ndarray]:

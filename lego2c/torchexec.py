@@ -207,7 +207,7 @@ def _weighted(ex: Executor, node: Node, x: torch.Tensor, w: torch.Tensor, b: tor
     if node.op == "Gemm":
         y = x.reshape(out_shape[0], -1, w.shape[1]) @ w.T
         return (y if b is None else y + b).reshape(out_shape)
-    return x @ w  # MatMul
+    return x @ w if b is None else x @ w + b  # MatMul, with the bias the frontend gave it
 
 
 def _window_axes(p: dict[str, int | float | list[int]], key: str, one_d: bool) -> list[int]:

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+import onnxruntime as ort
 import pytest
 import torch
 import torch.nn.functional as F
@@ -13,9 +14,10 @@ from onnx import TensorProto, helper, numpy_helper
 
 from lego2c.boards import load_board
 from lego2c.build import build_host, build_target, compile_model, run_emulated
-from lego2c.compress import DEFAULT_RECIPE, RECIPES, CompressOptions, weighted_nodes
+from lego2c.compress import DEFAULT_RECIPE, RECIPES, CompressOptions, bias_of, weighted_nodes
 from lego2c.ops import weight_readers
 from lego2c.errors import UnsupportedModelError
+from lego2c.evaluate import model_outputs
 from lego2c.frontend import load_model
 
 DENSE = CompressOptions(enabled=False)
@@ -159,6 +161,31 @@ def test_a_weight_that_two_nodes_read_is_stored_once(tmp_path: Path) -> None:
     g = load_model(tmp_path / "two_biases.onnx")
     assert len(weighted_nodes(g)) == 2
     host_matches(tmp_path / "two_biases.onnx", tmp_path / "two", CompressOptions(k=4, tile=(1, 1)))
+
+
+def test_a_linear_on_more_than_two_axes_keeps_its_bias(tmp_path: Path) -> None:
+    """A Linear on a (1, T, K) input as MatMul + Add (as the recurrent layers' input projection is, and as
+    exports are where onnxslim does not make them Gemms): the IR gives the MatMul the bias, so that it is
+    stored, corrected and distilled with its layer, and added in the same pass."""
+    rng = np.random.default_rng(0)
+    consts = {"W1": rng.standard_normal((12, 16)), "b1": rng.uniform(-1, 1, 16), "W2": rng.standard_normal((16, 5)),
+              "b2": rng.uniform(-1, 1, (1, 1, 5))}  # fmt: skip
+    nodes = [helper.make_node("MatMul", ["x", "W1"], ["p1"]), helper.make_node("Add", ["b1", "p1"], ["h1"]),
+             helper.make_node("Relu", ["h1"], ["r1"]), helper.make_node("MatMul", ["r1", "W2"], ["p2"]),
+             helper.make_node("Add", ["p2", "b2"], ["y"])]  # fmt: skip
+    graph = helper.make_graph(nodes, "linear", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 7, 12])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 7, 5])],
+                              [numpy_helper.from_array(v.astype(np.float32), k) for k, v in consts.items()])  # fmt: skip
+    path = tmp_path / "linear.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    g = load_model(path)
+    assert "Add" not in {n.op for n in g.nodes} and ("MatMul", 3) in [(n.op, len(n.inputs)) for n in g.nodes]
+    assert len(weighted_nodes(g)) == 2 and all(bias_of(n, g) is not None for n in weighted_nodes(g))
+    x = rng.standard_normal((3, 1, 7, 12)).astype(np.float32)
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    want = np.concatenate([session.run(None, {"x": xi})[0].reshape(1, -1) for xi in x])
+    np.testing.assert_allclose(model_outputs(g, None, x.reshape(3, 7, 12)), want, rtol=1e-5, atol=1e-5)
+    host_matches(path, tmp_path, CompressOptions(k=16, tile=(1, 2), scope="layer", channel_scales=True))
 
 
 def test_standalone_batchnorm_becomes_mul_add(tmp_path: Path) -> None:
