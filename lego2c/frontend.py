@@ -24,7 +24,7 @@ from . import ops
 from .errors import UnsupportedModelError, UsageError, first_line
 from .ir import FAKE_QUANTIZE, Graph, Node, Tensor
 from .quantized import QDQ_OPS, fold_constant_quantization, fuse_fake_quantization, zero_points
-from .recurrent import RECURRENT_OPS, unroll_recurrences
+from .recurrent import UNROLLED_OPS, unroll_recurrences
 from .shapes import inferred
 
 MIN_OPSET = 7
@@ -53,9 +53,12 @@ def load_model(path: str | Path, input_shape: list[int] | None = None, output: s
     _pin_input_shape(model, input_shape)
     _refuse_huge_tensors(model)
     bn_stats = _batchnorm_stats(model)  # before onnxslim fuses BatchNorms into their convolutions
-    model, refused = unroll_recurrences(_fold_shape_subgraphs(model))
+    folded = _fold_shape_subgraphs(model)
+    model, refused = unroll_recurrences(folded)
+    if any(n.op_type == "Loop" for n in folded.graph.node):  # what reads an unrolled Loop's outputs folds now
+        model = _fold_shape_subgraphs(model)
     graph = _to_ir(inferred(model))
-    _simplify(graph)
+    _simplify(graph, refused)
     graph.bn_stats = {t: v for t, v in bn_stats.items() if t in graph.tensors}
     graph.chosen_output, graph.dropped_inputs = output, dropped
     _check_io(graph)
@@ -66,7 +69,7 @@ def load_model(path: str | Path, input_shape: list[int] | None = None, output: s
 
 def supported_ops() -> list[str]:
     """The ONNX ops a model may hold: those with a kernel, and those the frontend turns into such."""
-    return sorted({*ops.LOWERINGS, *RECURRENT_OPS, *QDQ_OPS} - {FAKE_QUANTIZE})
+    return sorted({*ops.LOWERINGS, *UNROLLED_OPS, *QDQ_OPS} - {FAKE_QUANTIZE})
 
 
 def _refuse_unsupported(problems: dict[str, list[str]]) -> None:
@@ -409,7 +412,8 @@ def _to_ir(model: onnx.ModelProto) -> Graph:
     return graph
 
 
-def _simplify(g: Graph) -> None:
+def _simplify(g: Graph, refused: dict[str, list[str]]) -> None:
+    """`refused`: the nodes the recurrence unrolling left, with its reasons, for the report."""
     _drop_identities(g)
     fuse_fake_quantization(g)
     _split_to_slices(g)
@@ -426,7 +430,7 @@ def _simplify(g: Graph) -> None:
         for n in g.nodes:
             if n.op not in ops.LOWERINGS:
                 unknown.setdefault(n.op, []).append(n.name)
-        _refuse_unsupported(unknown)
+        _refuse_unsupported(unknown | refused)
     for t in g.tensors.values():
         if t.is_const:
             continue
@@ -542,7 +546,11 @@ def _fuse_matmul_bias(g: Graph) -> None:
         g.nodes.remove(add)
         del g.tensors[mm.outputs[0]]
         mm.outputs = add.outputs
-        _set_private_const(g, mm, 2, np.ascontiguousarray(b.reshape(-1), dtype=np.float32))
+        if b.shape != (w.shape[1],):  # one vector per bias, shared like the bias: the steps of a recurrence
+            vector = f"{bias}__vector"  # that read one weight and one bias stay one layer
+            g.tensors.setdefault(vector, Tensor(vector, (w.shape[1],), b.reshape(-1)))
+            bias = vector
+        mm.inputs.append(bias)
 
 
 def _canonicalise_dense(g: Graph) -> None:
@@ -553,14 +561,14 @@ def _canonicalise_dense(g: Graph) -> None:
             if not n.attrs.get("transB", 0):
                 w = w.T
             w = w * np.float32(n.attrs.get("alpha", 1.0))
-            _set_private_const(g, n, 1, np.ascontiguousarray(w))
+            _derived_const(g, n, 1, np.ascontiguousarray(w), f"W{n.attrs.get('transB', 0)}x{n.attrs.get('alpha', 1.0)}")
             if len(n.inputs) > 2 and n.inputs[2]:
                 c = g.const(n.inputs[2])
                 out_shape = g.shape(n.outputs[0])
                 if c is None or c.size not in (1, out_shape[-1]) or (c.ndim == 2 and c.shape[0] != 1):
                     raise UnsupportedModelError(f"Gemm '{n.name}': C must be a constant bias vector")
                 bias = np.broadcast_to(c.reshape(-1), (out_shape[-1],)) * np.float32(n.attrs.get("beta", 1.0))
-                _set_private_const(g, n, 2, np.ascontiguousarray(bias, dtype=np.float32))
+                _derived_const(g, n, 2, np.ascontiguousarray(bias, dtype=np.float32), f"bias{out_shape[-1]}x{n.attrs.get('beta', 1.0)}")
             n.attrs.update(transB=1, alpha=1.0, beta=1.0)
 
 
@@ -574,11 +582,19 @@ def _untie_weights(g: Graph) -> None:
             _set_private_const(g, n, 1, g.const(n.inputs[1]))  # type: ignore[arg-type]
 
 
+def _derived_const(g: Graph, node: Node, idx: int, value: np.ndarray, how: str) -> None:
+    """Point input `idx` at `value`, derived from it as `how` says: every reader that derives it alike reads the
+    same constant, so a weight that several Gemms read stays one layer (the steps of an unrolled Loop)."""
+    name = f"{node.inputs[idx]}__{how}"
+    g.tensors.setdefault(name, Tensor(name, tuple(value.shape), value))
+    node.inputs[idx] = name
+
+
 def _set_private_const(g: Graph, node: Node, idx: int, value: np.ndarray) -> None:
-    """Give `node` its own copy of constant input `idx` (others may share the original), or a new last input."""
+    """Give `node` its own copy of a constant input (others may share the original)."""
     name = f"{node.name}__{('A', 'W', 'bias')[idx]}"
     g.tensors[name] = Tensor(name, tuple(value.shape), value)
-    node.inputs[idx : idx + 1] = [name]
+    node.inputs[idx] = name
 
 
 def _fold_batchnorm(g: Graph) -> None:

@@ -1,4 +1,4 @@
-"""ONNX LSTM, GRU and RNN nodes, unrolled over their (static) sequence into ops the rest of lego2c compiles.
+"""ONNX LSTM, GRU and RNN nodes, and Loops of a constant trip count, unrolled into ops the rest of lego2c compiles.
 
 A recurrent layer is a loop of small matrix products and gate arithmetic, and its sequence length is fixed
 once the input shape is. Unrolled, it needs no kernel, storage format or calibration code of its own: the
@@ -8,20 +8,30 @@ same weight (stored once: `compress.weighted_nodes`), and the gates are Slice, S
 Time steps run along axis 1, batch first, as the calibration executor needs (`ops.moves_batch`). The ONNX
 outputs, time-major by default, are rebuilt as views (Transpose, Unsqueeze), which `_collapse_views` then
 merges with the exporter's own views back to batch first (PyTorch's `batch_first=True`, tf2onnx's Keras layers).
+
+tf2onnx writes the Keras layers it does not match to those ops (Keras 3's GRU and SimpleRNN, say) as a Loop
+whose body is one step of the cell. Such a Loop is unrolled by copying its body once per iteration; what the
+body computes from constants alone (the step counter, the time index it reads its input at, the condition,
+slices of its weights) is evaluated as it is copied, so that every step reads the same weights and the
+condition is checked to hold until the last iteration.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 import onnx
 from onnx import helper, numpy_helper
+from onnx.reference import ReferenceEvaluator
 
 from .shapes import static_shapes
 
 RECURRENT_OPS = {"LSTM": 4, "GRU": 3, "RNN": 1}  # op -> gates per hidden unit
 DEFAULT_ACTIVATIONS = {"LSTM": ["Sigmoid", "Tanh", "Tanh"], "GRU": ["Sigmoid", "Tanh"], "RNN": ["Tanh"]}
+UNROLLED_OPS = (*RECURRENT_OPS, "Loop")
+MAX_LOOP_STEPS = 4096  # each unrolled step is code: far past a microcontroller's flash before this
 
 
 @dataclass
@@ -39,7 +49,7 @@ class _Builder:
 
     def const(self, value: np.ndarray, what: str = "const") -> str:
         name = self.name(what)
-        self.inits.append(numpy_helper.from_array(np.ascontiguousarray(value), name))
+        self.inits.append(numpy_helper.from_array(np.asarray(value, order="C"), name))  # 0-d stays 0-d
         return name
 
     def op(self, op_type: str, inputs: list[str], output: str | None = None, **attrs: object) -> str:
@@ -56,26 +66,35 @@ class _Builder:
 def unroll_recurrences(model: onnx.ModelProto) -> tuple[onnx.ModelProto, dict[str, list[str]]]:
     """The model with every LSTM, GRU and RNN node replaced by its unrolled equivalent, and those that cannot
     be, left in place and named with the reasons ('op' -> ['node (reasons)', ...], for the unsupported-op report)."""
-    if not any(n.op_type in RECURRENT_OPS and n.domain in ("", "ai.onnx") for n in model.graph.node):
+    if not any(n.op_type in UNROLLED_OPS and n.domain in ("", "ai.onnx") for n in model.graph.node):
         return model, {}
     shapes = static_shapes(model)
     consts = _constants(model.graph)
     refused: dict[str, list[str]] = {}
-    kept: set[int] = set()  # positions of the recurrent nodes left in place
-    for i, n in enumerate(model.graph.node):
-        if n.op_type in RECURRENT_OPS and (reasons := _problems(n, consts, shapes)):
-            refused.setdefault(n.op_type, []).append(f"{n.name or n.output[0]} ({'; '.join(reasons)})")
-            kept.add(i)
     out = onnx.ModelProto()
     out.CopyFrom(model)
     del out.graph.node[:]
     steps_of: dict[str, list[str]] = {}  # each direction's (batch, steps, hidden) output -> its steps
     for i, n in enumerate(model.graph.node):
-        if n.op_type not in RECURRENT_OPS or i in kept:
+        b = _Builder(n.name or f"{n.op_type}_{i}")
+        if n.op_type == "ReverseSequence" and _full_reversal(n, b, consts, shapes):
+            out.graph.node.extend(b.nodes)
+            out.graph.initializer.extend(b.inits)
+            continue
+        if n.op_type not in UNROLLED_OPS or n.domain not in ("", "ai.onnx"):
             out.graph.node.append(n)
             continue
-        b = _Builder(n.name or f"{n.op_type}_{i}")
-        steps_of.update(_unroll(n, b, consts, shapes[n.input[0]]))
+        if n.op_type == "Loop":
+            reasons = _loop_problems(n, consts)
+            unrolled = _unroll_loop(n, b, consts) if not reasons else reasons[0]
+        else:
+            reasons = _problems(n, consts, shapes)
+            unrolled = _unroll(n, b, consts, shapes[n.input[0]]) if not reasons else "; ".join(reasons)
+        if isinstance(unrolled, str):
+            refused.setdefault(n.op_type, []).append(f"{n.name or n.output[0]} ({unrolled})")
+            out.graph.node.append(n)
+            continue
+        steps_of.update(unrolled)
         out.graph.node.extend(b.nodes)
         out.graph.initializer.extend(b.inits)
     shapes = static_shapes(out)
@@ -127,6 +146,109 @@ def _problems(n: onnx.NodeProto, consts: dict[str, np.ndarray], shapes: dict[str
     if len(shape) != 3 or min(shape) < 1:
         found.append(f"input shape {shape} is not static (batch, sequence and features)")
     return found
+
+
+def _full_reversal(n: onnx.NodeProto, b: _Builder, consts: dict[str, np.ndarray], shapes: dict[str, list[int]]) -> bool:
+    """A ReverseSequence of every sequence's full length (what a Keras backward layer reads) as a Slice with
+    step -1 into `b`; False for any other."""
+    time = int(_attrs(n).get("time_axis", 0))  # type: ignore[call-overload]
+    lengths, shape = consts.get(n.input[1]), shapes.get(n.input[0], [])
+    if lengths is None or len(shape) < 2 or min(shape) < 1 or (lengths != shape[time]).any():
+        return False
+    i64 = np.int64
+    bounds = [np.array([-1], i64), np.array([np.iinfo(i64).min], i64), np.array([time], i64), np.array([-1], i64)]
+    b.op("Slice", [n.input[0], *(b.const(v, "reverse") for v in bounds)], n.output[0])
+    return True
+
+
+def _loop_problems(n: onnx.NodeProto, consts: dict[str, np.ndarray]) -> list[str]:
+    """Why a Loop cannot be unrolled, before trying (its condition is checked while unrolling)."""
+    found = []
+    trips = consts.get(n.input[0]) if n.input[0] else None
+    if trips is None or trips.size != 1:
+        found.append("its trip count M is not a constant")
+    elif not 0 < int(trips.reshape(-1)[0]) <= MAX_LOOP_STEPS:
+        found.append(f"its trip count {int(trips.reshape(-1)[0])} is not between 1 and {MAX_LOOP_STEPS}")
+    if len(n.input) > 1 and n.input[1] and (n.input[1] not in consts or not bool(consts[n.input[1]].reshape(-1)[0])):
+        found.append("its initial condition is not a constant true")
+    body: onnx.GraphProto = _attrs(n)["body"]  # type: ignore[assignment]
+    if any(a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS) for m in body.node for a in m.attribute):
+        found.append("its body holds a subgraph of its own")
+    if any(not o.type.tensor_type.HasField("shape") for o in body.output[1 + len(n.input) - 2 :]):
+        found.append("a scan output of unknown rank")
+    return found
+
+
+def _unroll_loop(n: onnx.NodeProto, b: _Builder, consts: dict[str, np.ndarray]) -> dict[str, list[str]] | str:
+    """A Loop's body copied once per iteration into `b`; each scan output's steps by its batch-first stack (as
+    `_unroll` gives them), or why it cannot be unrolled after all. A body node whose inputs are all constants
+    is evaluated instead of copied (onnx's reference implementation), once per distinct input: the counters
+    and the condition fold, and a slice of a weight is the same constant at every step."""
+    body: onnx.GraphProto = _attrs(n)["body"]  # type: ignore[assignment]
+    trips, carried = int(consts[n.input[0]].reshape(-1)[0]), list(n.input[2:])
+    ins, outs, k = [i.name for i in body.input], [o.name for o in body.output], len(n.input) - 2
+    local = {i.name: b.const(numpy_helper.to_array(i), "body_const") for i in body.initializer}
+    consts.update({local[i.name]: numpy_helper.to_array(i) for i in body.initializer})
+    folded: dict[tuple[int, tuple[str, ...]], list[str]] = {}
+    ranks = [len(o.type.tensor_type.shape.dim) if o.type.tensor_type.HasField("shape") else
+             consts[c].ndim if c in consts else None for o, c in zip(body.output[1 : 1 + k], carried)]  # fmt: skip
+    scans: list[list[str]] = [[] for _ in outs[1 + k :]]
+
+    def constant(value: np.ndarray, what: str) -> str:
+        name = b.const(np.asarray(value), what)
+        consts[name] = np.asarray(value)
+        return name
+
+    for t in range(trips):
+        env = {**local, ins[0]: constant(np.array(t, np.int64), "iteration"), ins[1]: constant(np.array(True), "cond")}
+        env.update(zip(ins[2:], carried))
+        for i, node in enumerate(body.node):
+            inputs = [env.get(x, x) if x else "" for x in node.input]
+            if all(not x or x in consts for x in inputs):
+                key = (i, tuple(inputs))
+                if key not in folded:
+                    values = ReferenceEvaluator(node).run(None, {o: consts[x] for o, x in zip(node.input, inputs) if o})
+                    folded[key] = [constant(v, "folded") for v in values]
+                env.update(zip(node.output, folded[key]))
+                continue
+            copy = onnx.NodeProto()
+            copy.CopyFrom(node)
+            copy.name = b.name(node.op_type)
+            copy.input[:] = inputs
+            copy.output[:] = [b.name(node.op_type) if o else "" for o in node.output]
+            env.update(zip(node.output, copy.output))
+            b.nodes.append(copy)
+        cond = env.get(outs[0], outs[0])
+        if t < trips - 1 and (cond not in consts or not bool(consts[cond].reshape(-1)[0])):
+            return "its condition depends on the data" if cond not in consts else f"it stops after {t + 1} of {trips} iterations"
+        carried = [_with_rank(env.get(o, o), r, constant, consts) for o, r in zip(outs[1 : 1 + k], ranks)]
+        for steps, o in zip(scans, outs[1 + k :]):
+            steps.append(env.get(o, o))
+    sequences: dict[str, list[str]] = {}
+    for j, out in enumerate(n.output):
+        if out and j < k:
+            b.op("Identity", [carried[j]], out)
+        elif out:  # the steps stacked along a new axis 0: stacked along axis 1 (batch first), then a view
+            rank = len(body.output[1 + j].type.tensor_type.shape.dim)
+            axis = 1 if rank else 0
+            y = b.op("Concat", [b.op("Unsqueeze", [s, b.const(np.array([axis], np.int64), "axes")]) for s in scans[j - k]],
+                     axis=axis)  # fmt: skip
+            if rank:
+                sequences[y] = scans[j - k]
+                b.op("Transpose", [y], out, perm=[1, 0, *range(2, rank + 1)])
+            else:
+                b.op("Identity", [y], out)
+    return sequences
+
+
+def _with_rank(name: str, rank: int | None, constant: Callable[[np.ndarray, str], str],
+               consts: dict[str, np.ndarray]) -> str:  # fmt: skip
+    """A folded one-element value carried to the next step with the rank it started with (onnxslim makes a
+    body's scalar constants 1-D, and a time index of shape [1] would add an axis to what it gathers)."""
+    value = consts.get(name)
+    if rank is None or value is None or value.ndim == rank or value.size != 1:
+        return name
+    return constant(value.reshape((1,) * rank), "carried")
 
 
 def _unroll(n: onnx.NodeProto, b: _Builder, consts: dict[str, np.ndarray], x_shape: list[int]) -> dict[str, list[str]]:

@@ -80,8 +80,22 @@ def lstm() -> keras.Model:
     return keras.Model(i, layers.Dense(12)(x))
 
 
+def gru() -> keras.Model:
+    """Two stacked GRUs (Keras 3's default, reset_after=True), which tf2onnx writes as two Loops whose bodies
+    are one step of the cell, not as ONNX GRUs."""
+    i = keras.Input((49, 10))
+    x = layers.GRU(8)(layers.GRU(16, return_sequences=True)(i))
+    return keras.Model(i, layers.Dense(12)(x))
+
+
+def birnn() -> keras.Model:
+    """A bidirectional SimpleRNN: two Loops, the backward one over a ReverseSequence of the input."""
+    i = keras.Input((49, 10))
+    return keras.Model(i, layers.Dense(12)(layers.Bidirectional(layers.SimpleRNN(8))(i)))
+
+
 MODELS: dict[str, Callable[[], keras.Model]] = {"cnn": cnn, "dscnn": dscnn, "mlp": mlp, "conv1d": conv1d,
-                                                "upsampling": upsampling, "lstm": lstm}  # fmt: skip
+                                                "upsampling": upsampling, "lstm": lstm, "gru": gru, "birnn": birnn}  # fmt: skip
 
 
 def main(names: list[str]) -> None:

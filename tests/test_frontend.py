@@ -113,7 +113,7 @@ def test_keras_models_through_tf2onnx(path: Path, tmp_path: Path) -> None:
     with a symbolic batch, BatchNorm folded its own way and, for a Normalization layer, graph inputs that no
     node reads. Dense and at the safe recipe, on the host."""
     model = onnx.load(str(path))
-    assert model.producer_name == "tf2onnx" and len(KERAS) == 6
+    assert model.producer_name == "tf2onnx" and len(KERAS) == 8
     assert len(model.graph.input) == (3 if path.stem == "upsampling" else 1)
     host_matches(path, tmp_path / "dense")
     host_matches(path, tmp_path / "safe", RECIPES[DEFAULT_RECIPE])

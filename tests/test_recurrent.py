@@ -169,3 +169,63 @@ def test_a_keras_lstm_keyword_spotter_runs_in_qemu(tmp_path: Path) -> None:
     assert batch_mover(c.graph) is None
     r = run_emulated(build_target(c, load_board("stm32f746g"), tmp_path / "fw").out_dir)
     assert r.output.rc == 0 and r.max_error <= r.allowed, f"{r.max_error} > {r.allowed}"
+
+
+def loop_model(trips: int, data_condition: bool = False) -> onnx.ModelProto:
+    """h_t = tanh(h_{t-1} W + x_t) over the 5 steps of x (1, 5, 3), as a Loop that gathers x_t by its counter
+    and stacks every h_t; with `data_condition`, the loop goes on only while sum(h_t) > 0."""
+    w = numpy_helper.from_array(np.random.default_rng(0).standard_normal((3, 3)).astype(np.float32), "W")
+    zero = numpy_helper.from_array(np.zeros((1, 3), np.float32), "h0")
+    body_nodes = [helper.make_node("Gather", ["xs", "i"], ["x_t"], axis=0),
+                  helper.make_node("MatMul", ["h", "W"], ["hw"]), helper.make_node("Add", ["hw", "x_t"], ["pre"]),
+                  helper.make_node("Tanh", ["pre"], ["h_new"]), helper.make_node("Identity", ["h_new"], ["scan"])]  # fmt: skip
+    if data_condition:
+        body_nodes += [helper.make_node("ReduceSum", ["h_new"], ["total"], keepdims=0),
+                       helper.make_node("Greater", ["total", "zero"], ["cond_out"])]  # fmt: skip
+    else:
+        body_nodes.append(helper.make_node("Identity", ["cond"], ["cond_out"]))
+    body = helper.make_graph(
+        body_nodes, "step",
+        [helper.make_tensor_value_info("i", TensorProto.INT64, []), helper.make_tensor_value_info("cond", TensorProto.BOOL, []),
+         helper.make_tensor_value_info("h", TensorProto.FLOAT, [1, 3])],
+        [helper.make_tensor_value_info("cond_out", TensorProto.BOOL, []), helper.make_tensor_value_info("h_new", TensorProto.FLOAT, [1, 3]),
+         helper.make_tensor_value_info("scan", TensorProto.FLOAT, [1, 3])],
+        [numpy_helper.from_array(np.array(0.0, np.float32), "zero")])  # fmt: skip
+    nodes = [helper.make_node("Transpose", ["x"], ["xs"], perm=[1, 0, 2]),
+             helper.make_node("Loop", ["M", "", "h0"], ["h_last", "hs"], body=body),
+             helper.make_node("Transpose", ["hs"], ["y"], perm=[1, 0, 2])]  # fmt: skip
+    graph = helper.make_graph(nodes, "loop", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 5, 3])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, trips, 3])],
+                              [w, zero, numpy_helper.from_array(np.array(trips, np.int64), "M")])  # fmt: skip
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_a_loop_of_constant_trip_count_is_unrolled(tmp_path: Path) -> None:
+    """Each step one copy of the body, its counter and the Gather index it feeds folded; every step reads one
+    weight; the C code matches onnxruntime on the Loop itself."""
+    path = tmp_path / "loop.onnx"
+    onnx.save(loop_model(5), str(path))
+    c = compile_model(path, CompressOptions(enabled=False), progress=False)
+    assert "Loop" not in {n.op for n in c.graph.nodes} and len(weighted_nodes(c.graph)) == 1
+    x = np.random.default_rng(1).standard_normal((1, 5, 3)).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    run = build_host(c, tmp_path / "out", input_npy=tmp_path / "x.npy")
+    want = onnxruntime_outputs(path, x)
+    assert run.output.rc == 0 and np.abs(run.output.values - want.reshape(-1)).max() <= 1e-5 * np.abs(want).max()
+
+
+def onnxruntime_outputs(path: Path, x: np.ndarray) -> np.ndarray:
+    from lego2c.verify import run_onnx
+
+    return run_onnx(path, x)
+
+
+@pytest.mark.parametrize("trips, data_condition, reason", [(5, True, "its condition depends on the data"),
+                                                            (5000, False, "trip count 5000 is not between 1 and 4096")])  # fmt: skip
+def test_a_loop_that_cannot_be_unrolled_is_named_with_the_reason(trips: int, data_condition: bool, reason: str,
+                                                                 tmp_path: Path) -> None:  # fmt: skip
+    path = tmp_path / "loop.onnx"
+    onnx.save(loop_model(trips, data_condition), str(path))
+    with pytest.raises(UnsupportedModelError, match="Loop") as e:
+        load_model(path)
+    assert reason in e.value.message
