@@ -662,7 +662,9 @@ Single runs with seed 0 on the 10,000 test images while choosing; the tables abo
   default is `safe` (1x1 K=16, the input projection and the classifier in int8). An LSTM(8, 32) over the
   8 rows of a digit (trained 30 epochs, seeds 0-3, 96.5 to 97.6%, 540 held-out digits, one digit = 0.19
   points): the default lost 1.11 / 0.19 / -0.37 / 0.00 points (mean 0.23) at 5.29x; K=32 lost 0.00 / 0.00 /
-  0.37 / 0.56 (mean 0.23) at 4.70x. An LSTM(28, 64) over the 28 rows of a Fashion-MNIST image (3 epochs,
+  0.37 / 0.56 (mean 0.23) at 4.70x. Since the input projection's bias joined its layer (stored as int8 beside
+  it, where it had been a float32 constant of its own), the default loses 1.11 / 0.37 / -0.37 / -0.74 (mean
+  0.09) at 5.81x on the same four models. An LSTM(28, 64) over the 28 rows of a Fashion-MNIST image (3 epochs,
   seed 0, 84.82%, 10,000 test images): `safe` lost 0.23 points (agreement 98.31%) at 5.56x, K=32 0.07
   (98.98%) at 4.98x, K=64 0.03 (99.65%) at 4.50x. Counting the recurrent weight's error once per step in
   the default's depth rule (`search.safe_for_depth`) would have raised this model to K=32 with fp16 side
