@@ -23,7 +23,7 @@ from onnx import helper, numpy_helper, shape_inference
 from . import ops
 from .errors import UnsupportedModelError, UsageError, first_line
 from .ir import FAKE_QUANTIZE, Graph, Node, Tensor
-from .quantized import QDQ_OPS, fold_constant_quantization, fuse_fake_quantization, zero_points
+from .quantized import QDQ_OPS, fold_constant_quantization, fuse_fake_quantization, read_only_by_quantisation
 from .recurrent import UNROLLED_OPS, unroll_recurrences
 from .shapes import inferred
 
@@ -169,7 +169,7 @@ def _refuse_bad_dtypes(model: onnx.ModelProto) -> None:
                 f"input '{vi.name}' is {_dtype_name(et)}; lego2c compiles float32 models",
                 hint="export the model with float32 inputs and weights",
             )
-    quantisation = zero_points(model)  # integers that stay, read by an activation's quantisation
+    quantisation = read_only_by_quantisation(model)  # integers that stay, read by an activation's quantisation
     for init in model.graph.initializer:
         if init.name not in quantisation and init.data_type in (onnx.TensorProto.INT8, onnx.TensorProto.UINT8, onnx.TensorProto.FLOAT16,
                                                                 onnx.TensorProto.BFLOAT16, onnx.TensorProto.DOUBLE):  # fmt: skip

@@ -35,7 +35,7 @@ def fold_constant_quantization(model: onnx.ModelProto) -> None:
                for a in n.attribute if a.name == "value"}  # fmt: skip
     outputs = {o.name for o in g.output}
     for node in list(g.node):
-        if node.op_type == "Identity" and node.input[0] in consts:  # exporters alias a tied weight so
+        if node.op_type == "Identity" and node.input[0] in consts:  # an exporter's alias of a tied weight
             consts[node.output[0]] = consts[node.input[0]]
         if node.op_type not in QDQ_OPS or node.output[0] in outputs or not all(i in consts for i in node.input if i):
             continue
@@ -45,8 +45,9 @@ def fold_constant_quantization(model: onnx.ModelProto) -> None:
         g.node.remove(node)
 
 
-def zero_points(model: onnx.ModelProto) -> set[str]:
-    """Initializers that only quantisation nodes read (zero points, which are integers), or none (folded ones)."""
+def read_only_by_quantisation(model: onnx.ModelProto) -> set[str]:
+    """Initializers that only quantisation nodes read (zero points, integers), or that nothing reads any more (the
+    integer weights `fold_constant_quantization` replaced)."""
     readers: dict[str, set[str]] = {}
     for n in model.graph.node:
         for i in n.input:

@@ -451,6 +451,31 @@ static void lego_fc_tiles4x4(const lego_fc_params_t *p, const lego_weights_t *w,
 #define LEGO_FC_BOOK 256 /* floats: a codebook up to this size is decoded once per call */
 #define LEGO_FC_RUN 64   /* weights of one row decoded at a time for several input rows */
 
+/* sum of book[index] * x[j] over the next k indices of 4 bits (K <= 16, the `safe` recipe's): from a byte
+ * boundary on, eight indices come out of each 32-bit word with a shift and a mask each. */
+static float lego_dot_book4(lego_index_reader_t *r, const float *book, const float *x, int32_t k)
+{
+    float acc = 0.0f;
+    int32_t j = 0;
+    for (; j < k && r->have != 0; j++) acc += book[lego_read_index(r, 4)] * x[j];
+    for (; j + 8 <= k; j += 8) {
+        uint32_t v;
+        memcpy(&v, r->next, sizeof v); /* least significant nibble first, as docs/format.md packs them */
+        r->next += sizeof v;
+        const float *xj = x + j; /* written out: GCC then takes each index with one ubfx */
+        acc += book[v & 15u] * xj[0];
+        acc += book[(v >> 4) & 15u] * xj[1];
+        acc += book[(v >> 8) & 15u] * xj[2];
+        acc += book[(v >> 12) & 15u] * xj[3];
+        acc += book[(v >> 16) & 15u] * xj[4];
+        acc += book[(v >> 20) & 15u] * xj[5];
+        acc += book[(v >> 24) & 15u] * xj[6];
+        acc += book[v >> 28] * xj[7];
+    }
+    for (; j < k; j++) acc += book[lego_read_index(r, 4)] * x[j];
+    return acc;
+}
+
 /* 1x1 tiles, a codebook of scalars (what `safe` stores FC and recurrent weights in): one index read and
  * one multiply-add per weight and input row. Several rows take a decoded run of the weight row each. */
 static void lego_fc_scalar(const lego_fc_params_t *p, const lego_weights_t *w, const float *book, const float *in,
@@ -463,7 +488,10 @@ static void lego_fc_scalar(const lego_fc_params_t *p, const lego_weights_t *w, c
     for (int32_t o = 0; o < n; o++) {
         if (p->rows == 1) {
             float acc = 0.0f;
-            for (int32_t j = 0; j < k; j++) acc += book[lego_read_index(&r, bits)] * in[j];
+            if (bits == 4)
+                acc = lego_dot_book4(&r, book, in, k);
+            else
+                for (int32_t j = 0; j < k; j++) acc += book[lego_read_index(&r, bits)] * in[j];
             out[o] += acc;
             continue;
         }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +12,7 @@ import torch
 from onnx import TensorProto, helper, numpy_helper
 
 from lego2c.build import build_host, compile_model
-from lego2c.compress import CompressOptions
+from lego2c.compress import RECIPES, CompressOptions
 from tests.zoo import ZOO
 
 RNG = np.random.default_rng(1234)
@@ -49,6 +50,7 @@ PLANS = {
     "mixed": CompressOptions(k=16, tile=(1, 2), scope="layer", channel_scales=True, codebook_dtype="f16",
                              side_dtype="f16"),
     "protected_i8": CompressOptions(k=8, protect=("first",), protect_dtype="i8", side_dtype="f16"),
+    "scalar16": replace(RECIPES["safe"], protect=()),  # safe's 1x1 K=16 on every layer: the FC kernel's 4-bit path
     "int8_side": CompressOptions(k=16, tile=(2, 2), scope="layer", channel_scales=True, codebook_dtype="i8",
                                  side_dtype="i8", protect=("first",), protect_dtype="i8"),
 }
