@@ -170,9 +170,10 @@ def _refuse_bad_dtypes(model: onnx.ModelProto) -> None:
                 hint="export the model with float32 inputs and weights",
             )
     quantisation = read_only_by_quantisation(model)  # integers that stay, read by an activation's quantisation
+    narrow = (onnx.TensorProto.INT8, onnx.TensorProto.UINT8, onnx.TensorProto.FLOAT16, onnx.TensorProto.BFLOAT16,
+              onnx.TensorProto.DOUBLE)  # fmt: skip
     for init in model.graph.initializer:
-        if init.name not in quantisation and init.data_type in (onnx.TensorProto.INT8, onnx.TensorProto.UINT8, onnx.TensorProto.FLOAT16,
-                                                                onnx.TensorProto.BFLOAT16, onnx.TensorProto.DOUBLE):  # fmt: skip
+        if init.name not in quantisation and init.data_type in narrow:
             raise UnsupportedModelError(
                 f"weight '{init.name}' is {onnx.TensorProto.DataType.Name(init.data_type)}; "
                 "lego2c needs float32 weights",
@@ -466,12 +467,6 @@ def _refuse_unusable_weights(g: Graph) -> None:
                                         "check the export against the framework's own outputs")  # fmt: skip
 
 
-def _rename_uses(g: Graph, old: str, new: str) -> None:
-    for n in g.nodes:
-        n.inputs = [new if i == old else i for i in n.inputs]
-    g.outputs = [new if o == old else o for o in g.outputs]
-
-
 def _drop_identities(g: Graph) -> None:
     for node in [n for n in g.nodes if n.op in DROPPED_OPS]:
         src, dst = node.inputs[0], node.outputs[0]
@@ -483,10 +478,10 @@ def _drop_identities(g: Graph) -> None:
             producer = g.producer(src)
             assert producer is not None
             producer.outputs = [dst if o == src else o for o in producer.outputs]
-            _rename_uses(g, src, dst)
+            g.rename_uses(src, dst)
             g.tensors[dst].shape = g.tensors[src].shape if g.tensors[dst].shape[0] < 0 else g.tensors[dst].shape
         else:
-            _rename_uses(g, dst, src)
+            g.rename_uses(dst, src)
 
 
 def _split_to_slices(g: Graph) -> None:
@@ -546,11 +541,9 @@ def _fuse_matmul_bias(g: Graph) -> None:
         g.nodes.remove(add)
         del g.tensors[mm.outputs[0]]
         mm.outputs = add.outputs
-        if b.shape != (w.shape[1],):  # one vector per bias, shared like the bias: the steps of a recurrence
-            vector = f"{bias}__vector"  # that read one weight and one bias stay one layer
-            g.tensors.setdefault(vector, Tensor(vector, (w.shape[1],), b.reshape(-1)))
-            bias = vector
         mm.inputs.append(bias)
+        if b.shape != (w.shape[1],):
+            _derived_const(g, mm, 2, b.reshape(-1), "vector")
 
 
 def _canonicalise_dense(g: Graph) -> None:

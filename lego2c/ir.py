@@ -75,6 +75,12 @@ class Graph:
                 return n
         return None
 
+    def rename_uses(self, old: str, new: str) -> None:
+        """Every node that reads `old`, and the graph's outputs, name `new` instead."""
+        for n in self.nodes:
+            n.inputs = [new if i == old else i for i in n.inputs]
+        self.outputs = [new if o == old else o for o in self.outputs]
+
     def prune_unused(self) -> None:
         """Drop constants that no node reads any more (after folding)."""
         used = {i for n in self.nodes for i in n.inputs} | set(self.outputs) | set(self.inputs)

@@ -66,8 +66,7 @@ def fuse_fake_quantization(g: Graph) -> None:
         kept = next((r for r in readers if r.outputs[0] in g.outputs), readers[0]).outputs[0]
         for r in readers:
             g.nodes.remove(r)
-            for n in g.nodes:
-                n.inputs = [kept if i == r.outputs[0] else i for i in n.inputs]
+            g.rename_uses(r.outputs[0], kept)
         for gone in {q.outputs[0], *(r.outputs[0] for r in readers)} - {kept}:
             del g.tensors[gone]
         scale, zero_point, elem_type = grid
