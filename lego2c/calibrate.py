@@ -1,9 +1,12 @@
 """Calibration with unlabeled data (`--calib data.npz`): index assignment, bias correction, distillation.
 
-Indices are chosen once, up front, by their error in each layer's output (`reassign`). Bias
-correction and distillation then keep every index fixed and change only what the format stores
-beside them: codebook entries, per-output-channel scales and biases. Re-assigning indices during
-distillation was measured to make things worse (DESIGN.md section 1). Results are written back into the
+Indices are first chosen by their error in each layer's output (`reassign`), then biases corrected.
+Distillation trains what the format stores beside the indices: codebook entries, per-output-channel
+scales and biases. With `move_indices` (`--move-indices`) it also trains latent tiles that start at
+the decoded ones, and in its first MOVE_UNTIL of the steps each tile takes, every SNAP_EVERY steps,
+the entry nearest its latent tile. That helped at 28x and not at 20x (docs/accuracy.md), so it is
+not the default. Re-assigning indices to the entry nearest the *original* weights made things worse
+(DESIGN.md section 1). Results are written back into the
 `CompressedModel` rounded to their storage types, so the C code computes exactly what was
 measured. torch is imported here, inside the functions: users who never calibrate need not
 install it (`pip install lego2c[calib]`).
@@ -31,6 +34,8 @@ from .ops import CONV_OPS
 STEPS = 3500  # distillation steps: with the search, under 3 minutes for ResNet-8 on 2 quiet cores
 BATCH = 32
 LR = 2e-3
+SNAP_EVERY = 50
+MOVE_UNTIL = 0.7  # fraction of the steps; the rest fit codebooks, scales and biases to the final indices
 MAX_INPUTS = 2048  # beyond about this many images more data barely helped (DESIGN.md section 1), memory grows
 
 
@@ -39,6 +44,7 @@ class CalibResult:
     error_before: float  # relative output error (logits) on the calibration data
     error_after: float
     steps: int
+    moved: int  # index changes during distillation (a tile that moves twice counts twice)
 
 
 def output_error(g: Graph, cm: CompressedModel, x: np.ndarray, reference: np.ndarray | None = None) -> float:
@@ -48,10 +54,10 @@ def output_error(g: Graph, cm: CompressedModel, x: np.ndarray, reference: np.nda
     return float(np.linalg.norm(got - ref) / (np.linalg.norm(ref) or 1.0))
 
 
-def calibrated(c: Compiled, x: np.ndarray, steps: int = STEPS, seed: int = 0,
-               progress: bool = True) -> tuple[Compiled, CalibResult]:  # fmt: skip
+def calibrated(c: Compiled, x: np.ndarray, steps: int = STEPS, seed: int = 0, progress: bool = True,
+               move_indices: bool = False) -> tuple[Compiled, CalibResult]:  # fmt: skip
     """A compiled model calibrated on `x`, with its C code generated again from the new values."""
-    res = calibrate(c.graph, c.compressed, x, steps, seed, progress)
+    res = calibrate(c.graph, c.compressed, x, steps, seed, progress, move_indices)
     return Compiled(c.path, c.graph, c.compressed, generate(c.graph, c.compressed)), res
 
 
@@ -100,7 +106,7 @@ def reproducible(torch):  # type: ignore[no-untyped-def]
 
 
 def calibrate(g: Graph, cm: CompressedModel, x: np.ndarray, steps: int = STEPS, seed: int = 0,
-              progress: bool = True) -> CalibResult:  # fmt: skip
+              progress: bool = True, move_indices: bool = False) -> CalibResult:  # fmt: skip
     """Index assignment and bias correction from the layers' real inputs, then distillation from the logits."""
     torch = require_torch()
     from .reassign import input_hessians, reassign
@@ -114,10 +120,12 @@ def calibrate(g: Graph, cm: CompressedModel, x: np.ndarray, steps: int = STEPS, 
         xt = torch.from_numpy(x)
         params = StoredParams(g, cm)
         _correct_biases(torch, Executor(g), Executor(g, params), xt)
-        if steps:
-            _distill(torch, Executor(g, params), params, xt, torch.from_numpy(reference), steps, seed, progress)
+        if move_indices:
+            params.free_indices()
+        moved = _distill(torch, Executor(g, params), params, xt, torch.from_numpy(reference), steps, seed,
+                         progress) if steps else 0  # fmt: skip
         params.write_back()
-    return CalibResult(before, output_error(g, cm, x, reference), steps)
+    return CalibResult(before, output_error(g, cm, x, reference), steps, moved)
 
 
 class LayerBiasCorrection:
@@ -180,26 +188,35 @@ def _correct_biases(torch, original, compressed, x) -> None:  # type: ignore[no-
         compressed(x, hook=correct)
 
 
-def _distill(torch, model, params, x, reference, steps: int, seed: int, progress: bool) -> None:  # type: ignore[no-untyped-def]
-    """Adam on codebooks, scales and biases against the original logits (MSE), cosine-decayed.
+def _distill(torch, model, params, x, reference, steps: int, seed: int, progress: bool) -> int:  # type: ignore[no-untyped-def]
+    """Adam on codebooks, scales, biases and latent tiles against the original logits (MSE), cosine-decayed;
+    returns how many index changes the latent tiles (`StoredParams.free_indices`), if any, made.
 
     Adam's steps are about `lr` in absolute size, so each tensor's rate is scaled to its own
     magnitude (scales are log-gains already): one rate then suits raw and normalised weights alike.
+    The latent tiles' rate is the codebooks' rule too: at half of it fewer tiles moved and the 28x
+    plans lost more, at twice it too many moved to recover (docs/accuracy.md).
     """
     gen = torch.Generator().manual_seed(seed)
     groups = [{"params": [p], "lr": LR * max(float(p.detach().square().mean().sqrt()), 1e-6)}
-              for p in [*params.codebooks.values(), *params.biases.values()]]  # fmt: skip
+              for p in [*params.codebooks.values(), *params.biases.values(), *params.latent.values()]]  # fmt: skip
     opt = torch.optim.Adam(groups + [{"params": list(params.gains.values()), "lr": LR}])
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * s / steps)))
     columns = [TextColumn("distilling"), BarColumn(), TextColumn("{task.completed}/{task.total} steps"),
                TextColumn("loss {task.fields[loss]:.3g}"), TimeElapsedColumn()]  # fmt: skip
+    if params.latent:
+        columns.insert(-1, TextColumn("{task.fields[moved]} index changes"))
+    moved = 0
     with Progress(*columns, transient=True, disable=not progress) as bar:
-        task = bar.add_task("", total=steps, loss=float("nan"))
-        for _ in range(steps):
+        task = bar.add_task("", total=steps, loss=float("nan"), moved=0)
+        for step in range(1, steps + 1):
             idx = torch.randint(0, len(x), (min(BATCH, len(x)),), generator=gen)
             loss = torch.nn.functional.mse_loss(model(x[idx]), reference[idx])
             opt.zero_grad()
             loss.backward()
             opt.step()
             sched.step()
-            bar.update(task, advance=1, loss=loss.item())
+            if params.latent and step % SNAP_EVERY == 0 and step <= MOVE_UNTIL * steps:
+                moved += params.snap()
+            bar.update(task, advance=1, loss=loss.item(), moved=moved)
+    return moved

@@ -100,6 +100,8 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
                    "statistics (ZeroQ)")  # fmt: skip
     g.add_argument("--calib-steps", type=int, default=STEPS, metavar="N",
                    help=f"distillation steps (default {STEPS}; 0: index assignment and bias correction only)")  # fmt: skip
+    g.add_argument("--move-indices", action="store_true", help="let distillation change which codebook entry each "
+                   "tile takes (helped at 28x, not at 20x: docs/accuracy.md)")  # fmt: skip
     budget = g.add_mutually_exclusive_group()
     budget.add_argument("--target-ratio", type=float, metavar="R", help="choose each layer's plan for this honest ratio")
     budget.add_argument("--target-kb", type=float, metavar="N", help="choose each layer's plan for N KB (1024 bytes) of model data")
@@ -198,11 +200,15 @@ def _compile(a: argparse.Namespace, graph: Graph | None = None) -> Compiled:
         opts = _search(a, graph, opts, calib, progress)
     elif calib is None and a.recipe == AUTO and not _customised(a):
         opts, calib = _auto(graph, a.seed, opts, progress)
+    if a.move_indices and calib is None:
+        raise UsageError("--move-indices changes indices during calibration, and nothing calibrates this model",
+                         hint="give --calib DATA.npz (or --calib synthetic)")  # fmt: skip
     c = compile_graph(graph, a.model, opts, progress=progress)
     if calib is not None:
-        c, res = calibrated(c, calib, a.calib_steps, a.seed, progress)
+        c, res = calibrated(c, calib, a.calib_steps, a.seed, progress, a.move_indices)
+        moves = f", {res.moved} index changes" if a.move_indices else ""
         console.print(f"calibration on {len(calib)} inputs: relative output error {res.error_before:.4f} -> "
-                      f"{res.error_after:.4f} (index assignment, bias correction, {res.steps} distillation steps)")  # fmt: skip
+                      f"{res.error_after:.4f} (index assignment, bias correction, {res.steps} distillation steps{moves})")  # fmt: skip
     if a.save_plan:
         save_plan(a.save_plan, c.graph, c.compressed.options)
     return c

@@ -95,9 +95,9 @@ def _c_value(v: int | float | list[int]) -> str:
     return str(int(v))
 
 
-def _struct(ctype: str, name: str, fields: dict[str, int | float | list[int]]) -> str:
-    body = ",\n".join(f"    .{k} = {_c_value(v)}" for k, v in fields.items())
-    return f"static const {ctype} {name} = {{\n{body}\n}};"
+def _initialisers(fields: dict[str, int | float | list[int]]) -> str:
+    """A C struct's designated initialisers, one field per line."""
+    return ",\n".join(f"    .{k} = {_c_value(v)}" for k, v in fields.items())
 
 
 def templates() -> jinja2.Environment:
@@ -207,10 +207,10 @@ def generate(g: Graph, cm: CompressedModel, model_name: str = "model") -> Genera
             layers.append(LayerCode(idx, node.name, op, cname, comment + " (view, no code)", [], "", 0, 0, out_shape))
             continue
         # Identical parameters (the steps of an unrolled recurrence) share one struct: buffers are arguments.
-        key = (call.params_type, _struct(call.params_type, "", call.params))
+        key = (call.params_type, _initialisers(call.params))
         if key not in params_structs:
             params_structs[key] = f"{cname}_params"
-            decls.append(_struct(call.params_type, f"{cname}_params", call.params))
+            decls.append(f"static const {key[0]} {cname}_params = {{\n{key[1]}\n}};")
         args = [f"&{params_structs[key]}"]
         if call.weight in weight_structs:  # read by an earlier call too: stored once
             args.append(f"&{weight_structs[call.weight]}_weights")

@@ -174,6 +174,11 @@ class LayerWeights:
     def params(self) -> int:
         return self.rows * self.cols
 
+    def assign(self, indices: np.ndarray) -> None:
+        """Store one codebook entry per tile, packed at the layer's index width."""
+        self.indices = indices
+        self.packed = pack_indices(indices, self.bits)
+
     @property
     def n_tiles(self) -> int:
         r, c = self.tile
@@ -413,10 +418,9 @@ def compress(g: Graph, opts: CompressOptions, progress: bool = True) -> Compress
         result.codebooks[name] = cb
         start = 0
         for lw, t in members:
-            lw.indices = labels[start : start + len(t)]
-            start += len(t)
             lw.bits = cb.bits
-            lw.packed = pack_indices(lw.indices, cb.bits)
+            lw.assign(labels[start : start + len(t)])
+            start += len(t)
     moments = activation_moments(g) if opts.bias_correction else {}
     result.bn_stats = bool(g.bn_stats)
     for node in nodes:

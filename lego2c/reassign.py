@@ -16,7 +16,6 @@ import numpy as np
 from .compress import CompressedModel, relative_error, weight_matrix, weighted_nodes
 from .ops import weight_readers
 from .ir import Graph, Node
-from .packing import pack_indices
 
 DAMP = 0.01  # of H's mean diagonal, added to its diagonal: keeps the inverse stable when inputs are collinear
 CHUNK = 64  # calibration inputs per forward pass while H is accumulated
@@ -59,8 +58,7 @@ def reassign(g: Graph, cm: CompressedModel, hessians: dict[str, np.ndarray]) -> 
         if lw.scale is not None:
             m = m / lw.scale[:, None]  # indices address the per-channel-normalised weights
         centroids = cm.codebooks[lw.codebook].centroids.astype(np.float64)
-        lw.indices = _assign(m, hessians[node.inputs[1]], centroids, lw.tile)
-        lw.packed = pack_indices(lw.indices, lw.bits)
+        lw.assign(_assign(m, hessians[node.inputs[1]], centroids, lw.tile))
         lw.rel_error = relative_error(cm.matrix(lw.tensor), weight_matrix(node, g))
 
 

@@ -1,8 +1,8 @@
 """A small torch executor of the IR, with the stored parameters of a compressed model as tensors.
 
-Calibration trains what the format stores (codebook entries, per-channel scales, biases) while
-the indices stay fixed, so the weights are rebuilt from those tensors on every forward pass,
-exactly as `CompressedModel.matrix` does in numpy. torch is imported by the caller's choice:
+Calibration trains what the format stores (codebook entries, per-channel scales, biases) and,
+through latent tiles, which entry each tile takes, so the weights are rebuilt from those tensors on
+every forward pass, exactly as `CompressedModel.matrix` does in numpy. torch is imported by the caller's choice:
 nothing in lego2c imports this module unless `--calib` is used.
 """
 
@@ -22,6 +22,7 @@ from .ops import (BINARY, CONV_OPS, GELU_TANH, UNARY, WEIGHTED_OPS, _pads_2d, ba
                   lower_unary, overhang, quantization_grid, slice_indices, tile_repeats, transpose_perm)
 
 Hook = Callable[[Node, torch.Tensor], torch.Tensor]
+SNAP_CHUNK = 16384  # tiles measured against a codebook at once: bounds snap's memory on large layers
 
 
 class StoredParams(torch.nn.Module):
@@ -40,6 +41,7 @@ class StoredParams(torch.nn.Module):
         self.fixed: dict[str, torch.Tensor] = {}  # per layer: indices (tiled) or stored values (dense)
         self.gather: dict[str, torch.Tensor] = {}  # tiled: position of each weight in the decoded tiles
         self.nodes = {n.inputs[1]: n for n in weighted_nodes(g)}
+        self.latent = torch.nn.ParameterDict()  # per tiled layer once free_indices() is called
         for tensor, lw in cm.layers.items():
             if lw.storage == "dense" and lw.dtype == "f32":
                 continue  # stored exactly, nothing to learn
@@ -66,10 +68,36 @@ class StoredParams(torch.nn.Module):
         lw = self.cm.layers[tensor]
         if lw.storage == "tiled":
             assert lw.codebook is not None
-            m = self.codebooks[_key(lw.codebook)][self.fixed[tensor]].reshape(-1)[self.gather[tensor]]
+            tiles = self.codebooks[_key(lw.codebook)][self.fixed[tensor]]
+            if _key(tensor) in self.latent:  # straight through: the codebook's values, gradients to both
+                latent = self.latent[_key(tensor)]
+                tiles = tiles + (latent - latent.detach())
+            m = tiles.reshape(-1)[self.gather[tensor]]
         else:
             m = self.fixed[tensor]
         return m * self.scale(tensor)[:, None] if lw.scale is not None else m
+
+    def free_indices(self) -> None:
+        """Give every tiled layer latent tiles, starting at its decoded ones, that training moves as if they
+        were the weights; `snap` then gives each tile the codebook entry nearest its latent one."""
+        for tensor, lw in self.cm.layers.items():
+            if lw.storage == "tiled" and tensor in self.fixed:
+                decoded = self.codebooks[_key(lw.codebook or "")][self.fixed[tensor]]
+                self.latent[_key(tensor)] = torch.nn.Parameter(decoded.detach().clone())
+
+    def snap(self) -> int:
+        """Each tile takes the codebook entry nearest its latent tile; returns how many tiles changed entry."""
+        moved = 0
+        with torch.no_grad():
+            for tensor, lw in self.cm.layers.items():
+                if _key(tensor) not in self.latent:
+                    continue
+                codebook = self.codebooks[_key(lw.codebook or "")]
+                nearest = torch.cat([(chunk[:, None, :] - codebook[None]).square().sum(-1).argmin(1)
+                                     for chunk in self.latent[_key(tensor)].split(SNAP_CHUNK)])  # fmt: skip
+                moved += int((nearest != self.fixed[tensor]).sum())
+                self.fixed[tensor] = nearest
+        return moved
 
     def scale(self, tensor: str) -> torch.Tensor:
         return self.scales[tensor] * torch.exp(self.gains[_key(tensor)])
@@ -89,6 +117,8 @@ class StoredParams(torch.nn.Module):
                     lw.scale = stored_scales(self.scale(tensor).numpy(), lw.side_dtype)
                 if _key(tensor) in self.biases:
                     lw.bias = as_stored(self.biases[_key(tensor)].numpy(), lw.side_dtype)
+                if _key(tensor) in self.latent:
+                    lw.assign(self.fixed[tensor].numpy().copy())
 
 
 def _key(name: str) -> str:

@@ -139,7 +139,8 @@ def test_float16_codebooks_that_would_overflow_are_refused(tmp_path: Path) -> No
 @pytest.mark.parametrize(
     "args, needle",
     [(["-K", "1"], "-K 1"), (["-K", "abc"], "invalid int"), (["-b", "9"], "tile 9x9"), (["-b", "2x"], "tile shape"),
-     (["--board", "stm32f999"], "known boards"), (["--bench", "0"], "--bench"), (["--exclude", "nope"], "nope")],
+     (["--board", "stm32f999"], "known boards"), (["--bench", "0"], "--bench"), (["--exclude", "nope"], "nope"),
+     (["--recipe", "safe", "--move-indices"], "nothing calibrates")],
 )  # fmt: skip
 def test_bad_options(args: list[str], needle: str, zoo: dict[str, Path], tmp_path: Path) -> None:
     fails(lego2c("build", zoo["mlp"], "-o", tmp_path / "o", *args), UsageError.exit_code, needle)
