@@ -575,7 +575,8 @@ Single runs with seed 0 on the 10,000 test images while choosing; the tables abo
   run is from the mean" below). At 28x, seeds 0-5, it lost 1.10 / 0.89 / 0.79 / 1.08 / 0.81 / 0.66 points
   (mean 0.89) against 1.04 / 1.19 / 1.03 / 1.20 / 1.05 / 1.00 (mean 1.09) with indices fixed, and its held-out
   error was lower for every seed (mean 0.152 against 0.164); 2,000 to 6,000 index changes per run, no extra
-  time. At 20x (seeds 0-2) it did not help: 0.46 / 0.34 / 0.27 (mean 0.36) against 0.37 / 0.20 / 0.31 (mean
+  time (in that script both took 70 to 80 s a run; the table's rows with indices fixed took longer because
+  they ran on an earlier, busier machine and were resumed, not re-run). At 20x (seeds 0-2) it did not help: 0.46 / 0.34 / 0.27 (mean 0.36) against 0.37 / 0.20 / 0.31 (mean
   0.29), held-out error 0.121 against 0.114 (0.124 with moves stopping at 50% of the steps). So it is an
   option, not the default. Variants at 28x (seeds 0-2): moving until 50% of the steps 0.95 (held-out 0.155),
   until 30% 1.09 (0.165); half the latent learning rate 1.00 (0.166: fewer moves), twice it 2.45 (20,000 moves,
