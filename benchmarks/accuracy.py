@@ -582,7 +582,11 @@ Single runs with seed 0 on the 10,000 test images while choosing; the tables abo
   until 30% 1.09 (0.165); half the latent learning rate 1.00 (0.166: fewer moves), twice it 2.45 (20,000 moves,
   too many to recover from). Keeping a round of moves only when it lowered the loss over the 512 images
   rejected 47 to 49 of 49 rounds (a round of hundreds of moves always raises the loss at first; the gain comes
-  after the codebooks refit), so it changed nothing.
+  after the codebooks refit), so it changed nothing. Moving only the layers at or under 1 index bit per weight
+  (a rule that would let it be on by default, since it leaves `safe`'s 4 bits alone): at 28x 1.01 / 1.09 / 0.95
+  (mean 1.02, held-out 0.158, 170 to 460 moves), less than moving every layer; at 20x 0.33 / 0.13 / 0.27
+  (mean 0.24), but held-out 0.122 / 0.126 / 0.108 against 0.132 / 0.106 / 0.103 with indices fixed: worse on
+  two seeds of three. Not kept.
 - **Still at 28x with 512 images, and not kept** (each distilled 3,500 steps; seed 0 unless said):
   - *Codebooks shared across layers*: layers that chose the same tile and K use one codebook, and the
     budget search spends the freed bytes (about 400 of 11,000) on index bits. Shared blindly: 0.95 / 1.57 /
