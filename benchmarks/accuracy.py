@@ -586,7 +586,9 @@ Single runs with seed 0 on the 10,000 test images while choosing; the tables abo
   (a rule that would let it be on by default, since it leaves `safe`'s 4 bits alone): at 28x 1.01 / 1.09 / 0.95
   (mean 1.02, held-out 0.158, 170 to 460 moves), less than moving every layer; at 20x 0.33 / 0.13 / 0.27
   (mean 0.24), but held-out 0.122 / 0.126 / 0.108 against 0.132 / 0.106 / 0.103 with indices fixed: worse on
-  two seeds of three. Not kept.
+  two seeds of three. Not kept. On DS-CNN at `--calib --target-ratio 12` (seeds 0-2, same script) moving
+  every layer lost 1.42 / 1.78 / 1.77 (mean 1.66) against 1.39 / 1.69 / 1.74 (mean 1.61) with indices fixed,
+  held-out error 0.147 against 0.158 (lower on two seeds of three): no gain in top-1 on the second model.
 - **Still at 28x with 512 images, and not kept** (each distilled 3,500 steps; seed 0 unless said):
   - *Codebooks shared across layers*: layers that chose the same tile and K use one codebook, and the
     budget search spends the freed bytes (about 400 of 11,000) on index bits. Shared blindly: 0.95 / 1.57 /
