@@ -4,7 +4,7 @@ Indices are first chosen by their error in each layer's output (`reassign`), the
 Distillation trains what the format stores beside the indices: codebook entries, per-output-channel
 scales and biases. With `move_indices` (`--move-indices`) it also trains latent tiles that start at
 the decoded ones, and in its first MOVE_UNTIL of the steps each tile takes, every SNAP_EVERY steps,
-the entry nearest its latent tile. That helped at 28x and not at 20x (docs/accuracy.md), so it is
+the entry nearest its latent tile. That helped ResNet-8 at 28x, not at 20x (docs/accuracy.md), so it is
 not the default. Re-assigning indices to the entry nearest the *original* weights made things worse
 (DESIGN.md section 1). Results are written back into the
 `CompressedModel` rounded to their storage types, so the C code computes exactly what was

@@ -101,7 +101,7 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--calib-steps", type=int, default=STEPS, metavar="N",
                    help=f"distillation steps (default {STEPS}; 0: index assignment and bias correction only)")  # fmt: skip
     g.add_argument("--move-indices", action="store_true", help="let distillation change which codebook entry each "
-                   "tile takes (helped at 28x, not at 20x: docs/accuracy.md)")  # fmt: skip
+                   "tile takes (helped ResNet-8 at 28x; not at 20x, nor DS-CNN at 12x: docs/accuracy.md)")  # fmt: skip
     budget = g.add_mutually_exclusive_group()
     budget.add_argument("--target-ratio", type=float, metavar="R", help="choose each layer's plan for this honest ratio")
     budget.add_argument("--target-kb", type=float, metavar="N", help="choose each layer's plan for N KB (1024 bytes) of model data")
