@@ -18,8 +18,8 @@ from __future__ import annotations
 import numpy as np
 import onnx
 from onnx import helper, numpy_helper
-from onnx.reference import ReferenceEvaluator
 
+from .constfold import folded, opsets
 from .ir import FAKE_QUANTIZE, Graph, Node
 
 QDQ_OPS = ("QuantizeLinear", "DequantizeLinear")
@@ -33,13 +33,13 @@ def fold_constant_quantization(model: onnx.ModelProto) -> None:
     consts = {i.name: numpy_helper.to_array(i) for i in g.initializer}
     consts |= {n.output[0]: numpy_helper.to_array(a.t) for n in g.node if n.op_type == "Constant"
                for a in n.attribute if a.name == "value"}  # fmt: skip
-    outputs = {o.name for o in g.output}
+    outputs, model_opsets = {o.name for o in g.output}, opsets(model)
     for node in list(g.node):
         if node.op_type == "Identity" and node.input[0] in consts:  # an exporter's alias of a tied weight
             consts[node.output[0]] = consts[node.input[0]]
         if node.op_type not in QDQ_OPS or node.output[0] in outputs or not all(i in consts for i in node.input if i):
             continue
-        value = ReferenceEvaluator(node).run(None, {i: consts[i] for i in node.input if i})[0]
+        value = folded(node, model_opsets, {i: consts[i] for i in node.input if i})[node.output[0]]
         consts[node.output[0]] = value
         g.initializer.append(numpy_helper.from_array(value, node.output[0]))
         g.node.remove(node)

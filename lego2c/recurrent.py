@@ -23,14 +23,16 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import onnx
-from onnx import helper, numpy_helper
-from onnx.reference import ReferenceEvaluator
+from onnx import helper, numpy_helper, version_converter
 
+from .constfold import folded, opsets
+from .errors import UnsupportedModelError, first_line
 from .shapes import static_shapes
 
 RECURRENT_OPS = {"LSTM": 4, "GRU": 3, "RNN": 1}  # op -> gates per hidden unit
 DEFAULT_ACTIVATIONS = {"LSTM": ["Sigmoid", "Tanh", "Tanh"], "GRU": ["Sigmoid", "Tanh"], "RNN": ["Tanh"]}
 UNROLLED_OPS = (*RECURRENT_OPS, "Loop")
+BUILDER_OPSET = 13  # the unrolled nodes take Unsqueeze's axes, Slice's bounds and Clip's limits as inputs
 MAX_LOOP_STEPS = 4096  # each unrolled step is code: far past a microcontroller's flash before this
 
 
@@ -68,6 +70,7 @@ def unroll_recurrences(model: onnx.ModelProto) -> tuple[onnx.ModelProto, dict[st
     be, left in place and named with the reasons ('op' -> ['node (reasons)', ...], for the unsupported-op report)."""
     if not any(n.op_type in UNROLLED_OPS and n.domain in ("", "ai.onnx") for n in model.graph.node):
         return model, {}
+    model = _at_least_opset(model, BUILDER_OPSET)
     shapes = static_shapes(model)
     consts = _constants(model.graph)
     refused: dict[str, list[str]] = {}
@@ -86,7 +89,7 @@ def unroll_recurrences(model: onnx.ModelProto) -> tuple[onnx.ModelProto, dict[st
             continue
         if n.op_type == "Loop":
             reasons = _loop_problems(n, consts)
-            unrolled = _unroll_loop(n, b, consts) if not reasons else reasons[0]
+            unrolled = _unroll_loop(n, b, consts, opsets(model)) if not reasons else reasons[0]
         else:
             reasons = _problems(n, consts, shapes)
             unrolled = _unroll(n, b, consts, shapes[n.input[0]]) if not reasons else "; ".join(reasons)
@@ -179,17 +182,30 @@ def _loop_problems(n: onnx.NodeProto, consts: dict[str, np.ndarray]) -> list[str
     return found
 
 
-def _unroll_loop(n: onnx.NodeProto, b: _Builder, consts: dict[str, np.ndarray]) -> dict[str, list[str]] | str:
+def _at_least_opset(model: onnx.ModelProto, opset: int) -> onnx.ModelProto:
+    """The model converted up to `opset` (onnx's version converter) when it imports an older one."""
+    if opsets(model).get("", opsets(model).get("ai.onnx", opset)) >= opset:
+        return model
+    try:
+        return version_converter.convert_version(model, opset)
+    except Exception as e:  # the converter raises several unrelated types
+        raise UnsupportedModelError(f"unrolling its recurrent layers needs ONNX opset {opset}, and converting the "
+                                    f"model to it failed: {first_line(e)}",
+                                    hint=f"re-export the model with opset {opset} or newer") from None
+
+
+def _unroll_loop(n: onnx.NodeProto, b: _Builder, consts: dict[str, np.ndarray],
+                 model_opsets: dict[str, int]) -> dict[str, list[str]] | str:  # fmt: skip
     """A Loop's body copied once per iteration into `b`; each scan output's steps by its batch-first stack (as
     `_unroll` gives them), or why it cannot be unrolled after all. A body node whose inputs are all constants
-    is evaluated instead of copied (onnx's reference implementation), once per distinct input: the counters
+    is evaluated instead of copied (`constfold`), once per distinct input: the counters
     and the condition fold, and a slice of a weight is the same constant at every step."""
     body: onnx.GraphProto = _attrs(n)["body"]  # type: ignore[assignment]
     trips, carried = int(consts[n.input[0]].reshape(-1)[0]), list(n.input[2:])
     ins, outs, k = [i.name for i in body.input], [o.name for o in body.output], len(n.input) - 2
     local = {i.name: b.const(numpy_helper.to_array(i), "body_const") for i in body.initializer}
     consts.update({local[i.name]: numpy_helper.to_array(i) for i in body.initializer})
-    folded: dict[tuple[int, tuple[str, ...]], list[str]] = {}
+    memo: dict[tuple[int, tuple[str, ...]], dict[str, str]] = {}  # a folded node's outputs per distinct input
     ranks = [len(o.type.tensor_type.shape.dim) if o.type.tensor_type.HasField("shape") else
              consts[c].ndim if c in consts else None for o, c in zip(body.output[1 : 1 + k], carried)]  # fmt: skip
     scans: list[list[str]] = [[] for _ in outs[1 + k :]]
@@ -206,10 +222,10 @@ def _unroll_loop(n: onnx.NodeProto, b: _Builder, consts: dict[str, np.ndarray]) 
             inputs = [env.get(x, x) if x else "" for x in node.input]
             if all(not x or x in consts for x in inputs):
                 key = (i, tuple(inputs))
-                if key not in folded:
-                    values = ReferenceEvaluator(node).run(None, {o: consts[x] for o, x in zip(node.input, inputs) if o})
-                    folded[key] = [constant(v, "folded") for v in values]
-                env.update(zip(node.output, folded[key]))
+                if key not in memo:
+                    values = folded(node, model_opsets, {o: consts[x] for o, x in zip(node.input, inputs) if o})
+                    memo[key] = {o: constant(v, "folded") for o, v in values.items()}
+                env.update(memo[key])
                 continue
             copy = onnx.NodeProto()
             copy.CopyFrom(node)

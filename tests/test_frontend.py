@@ -243,3 +243,16 @@ def test_the_readme_names_every_op_there_is_a_kernel_for() -> None:
     section = text[text.index("## What it compiles") :]
     section = section[: section.index("\n## ")]
     assert [op for op in supported_ops() if f"`{op}`" not in section] == []
+
+
+@pytest.mark.parametrize("opset, axes_as", [(11, "attribute"), (17, "input")])
+def test_constant_folding_reads_a_node_at_its_models_opset(opset: int, axes_as: str) -> None:
+    """Unsqueeze took its axes as an attribute before opset 13; onnx's evaluator given the bare node runs the
+    newest opset and refuses that form."""
+    from lego2c.constfold import folded
+
+    x = np.arange(3, dtype=np.int64)
+    inputs, attrs = (["x"], {"axes": [0]}) if axes_as == "attribute" else (["x", "axes"], {})
+    node = helper.make_node("Unsqueeze", inputs, ["y"], **attrs)
+    feeds = {"x": x} | ({"axes": np.array([0])} if axes_as == "input" else {})
+    assert folded(node, {"": opset}, feeds)["y"].shape == (1, 3)

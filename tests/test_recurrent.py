@@ -38,8 +38,8 @@ class Sequence(torch.nn.Module):
         return self.fc(self.rnn(x)[0][:, -1])
 
 
-def export(model: torch.nn.Module, path: Path, steps: int = 12) -> Path:
-    torch.onnx.export(model.eval(), (torch.randn(1, steps, 8),), str(path), dynamo=False, opset_version=17)
+def export(model: torch.nn.Module, path: Path, steps: int = 12, opset: int = 17) -> Path:
+    torch.onnx.export(model.eval(), (torch.randn(1, steps, 8),), str(path), dynamo=False, opset_version=opset)
     return path
 
 
@@ -48,9 +48,11 @@ def weight_structs(out_dir: Path) -> int:
 
 
 @pytest.mark.parametrize("cell", sorted(RECURRENT_OPS))
-@pytest.mark.parametrize("layers,bidirectional", [(1, False), (2, True)])
-def test_pytorch_recurrent_layers_match_onnxruntime(cell: str, layers: int, bidirectional: bool, tmp_path: Path) -> None:
-    path = export(Sequence(cell, layers, bidirectional), tmp_path / "m.onnx")
+@pytest.mark.parametrize("layers,bidirectional,opset", [(1, False, 17), (2, True, 17), (1, False, 11)])
+def test_pytorch_recurrent_layers_match_onnxruntime(cell: str, layers: int, bidirectional: bool, opset: int,
+                                                    tmp_path: Path) -> None:  # fmt: skip
+    """Opset 11 exports are converted to 13 first: the unrolled nodes take Unsqueeze's axes as an input."""
+    path = export(Sequence(cell, layers, bidirectional), tmp_path / "m.onnx", opset=opset)
     assert cell in {n.op_type for n in onnx.load(str(path)).graph.node}
     for name, opts in [("dense", CompressOptions(enabled=False)), ("safe", SAFE)]:
         c = compile_model(path, opts, progress=False)
@@ -171,12 +173,16 @@ def test_a_keras_lstm_keyword_spotter_runs_in_qemu(tmp_path: Path) -> None:
     assert r.output.rc == 0 and r.max_error <= r.allowed, f"{r.max_error} > {r.allowed}"
 
 
-def loop_model(trips: int, data_condition: bool = False) -> onnx.ModelProto:
+def loop_model(trips: int, data_condition: bool = False, opset: int = 17) -> onnx.ModelProto:
     """h_t = tanh(h_{t-1} W + x_t) over the 5 steps of x (1, 5, 3), as a Loop that gathers x_t by its counter
-    and stacks every h_t; with `data_condition`, the loop goes on only while sum(h_t) > 0."""
+    and stacks every h_t; with `data_condition`, the loop goes on only while sum(h_t) > 0. The counter reaches
+    the Gather through an Unsqueeze and a Squeeze, whose axes are an attribute before opset 13 and an input since."""
     w = numpy_helper.from_array(np.random.default_rng(0).standard_normal((3, 3)).astype(np.float32), "W")
     zero = numpy_helper.from_array(np.zeros((1, 3), np.float32), "h0")
-    body_nodes = [helper.make_node("Gather", ["xs", "i"], ["x_t"], axis=0),
+    axes = {"axes": [0]} if opset < 13 else {}
+    body_nodes = [helper.make_node("Unsqueeze", ["i"] + ["axis"] * (not axes), ["i1"], **axes),
+                  helper.make_node("Squeeze", ["i1"] + ["axis"] * (not axes), ["i0"], **axes),
+                  helper.make_node("Gather", ["xs", "i0"], ["x_t"], axis=0),
                   helper.make_node("MatMul", ["h", "W"], ["hw"]), helper.make_node("Add", ["hw", "x_t"], ["pre"]),
                   helper.make_node("Tanh", ["pre"], ["h_new"]), helper.make_node("Identity", ["h_new"], ["scan"])]  # fmt: skip
     if data_condition:
@@ -190,21 +196,22 @@ def loop_model(trips: int, data_condition: bool = False) -> onnx.ModelProto:
          helper.make_tensor_value_info("h", TensorProto.FLOAT, [1, 3])],
         [helper.make_tensor_value_info("cond_out", TensorProto.BOOL, []), helper.make_tensor_value_info("h_new", TensorProto.FLOAT, [1, 3]),
          helper.make_tensor_value_info("scan", TensorProto.FLOAT, [1, 3])],
-        [numpy_helper.from_array(np.array(0.0, np.float32), "zero")])  # fmt: skip
+        [numpy_helper.from_array(np.array(0.0, np.float32), "zero"), numpy_helper.from_array(np.array([0]), "axis")])  # fmt: skip
     nodes = [helper.make_node("Transpose", ["x"], ["xs"], perm=[1, 0, 2]),
              helper.make_node("Loop", ["M", "", "h0"], ["h_last", "hs"], body=body),
              helper.make_node("Transpose", ["hs"], ["y"], perm=[1, 0, 2])]  # fmt: skip
     graph = helper.make_graph(nodes, "loop", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 5, 3])],
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, trips, 3])],
                               [w, zero, numpy_helper.from_array(np.array(trips, np.int64), "M")])  # fmt: skip
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
 
 
-def test_a_loop_of_constant_trip_count_is_unrolled(tmp_path: Path) -> None:
-    """Each step one copy of the body, its counter and the Gather index it feeds folded; every step reads one
-    weight; the C code matches onnxruntime on the Loop itself."""
+@pytest.mark.parametrize("opset", [11, 17])
+def test_a_loop_of_constant_trip_count_is_unrolled(opset: int, tmp_path: Path) -> None:
+    """Each step one copy of the body, its counter and the Gather index it feeds folded (at the model's opset);
+    every step reads one weight; the C code matches onnxruntime on the Loop itself."""
     path = tmp_path / "loop.onnx"
-    onnx.save(loop_model(5), str(path))
+    onnx.save(loop_model(5, opset=opset), str(path))
     c = compile_model(path, CompressOptions(enabled=False), progress=False)
     assert "Loop" not in {n.op for n in c.graph.nodes} and len(weighted_nodes(c.graph)) == 1
     x = np.random.default_rng(1).standard_normal((1, 5, 3)).astype(np.float32)
