@@ -1,4 +1,5 @@
-"""One ONNX node evaluated on constant inputs (onnx's reference implementation), for the frontend's passes.
+"""The opsets an ONNX model imports, and one node evaluated at them on constant inputs (onnx's reference
+implementation), for the frontend's passes.
 
 The node runs at the opsets its model imports: alone, onnx's evaluator would take the newest, where some
 ops read differently (before opset 13 Unsqueeze takes its axes as an attribute, which the newest refuses).
@@ -15,6 +16,11 @@ from onnx.reference import ReferenceEvaluator
 
 def opsets(model: onnx.ModelProto) -> dict[str, int]:
     return {d.domain: d.version for d in model.opset_import}
+
+
+def default_opset(model: onnx.ModelProto) -> int | None:
+    """The version of the default (ai.onnx) domain the model imports, if it imports one."""
+    return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
 
 
 def folded(node: onnx.NodeProto, model_opsets: dict[str, int], feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

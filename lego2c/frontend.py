@@ -21,6 +21,7 @@ from google.protobuf.message import DecodeError, Message
 from onnx import helper, numpy_helper, shape_inference
 
 from . import ops
+from .constfold import default_opset
 from .errors import UnsupportedModelError, UsageError, first_line
 from .ir import FAKE_QUANTIZE, Graph, Node, Tensor
 from .quantized import QDQ_OPS, fold_constant_quantization, fuse_fake_quantization, read_only_by_quantisation
@@ -150,7 +151,7 @@ def _check_tensor_data(model: onnx.ModelProto) -> None:
 
 
 def _check_opset(model: onnx.ModelProto) -> None:
-    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
+    opset = default_opset(model)
     if opset is None:
         raise UnsupportedModelError("the model imports no default-domain (ai.onnx) opset")
     if not MIN_OPSET <= opset <= MAX_OPSET:
@@ -369,7 +370,8 @@ def _attr_dict(node: onnx.NodeProto) -> dict[str, object]:
 
 def _to_ir(model: onnx.ModelProto) -> Graph:
     g = model.graph
-    opset = next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
+    opset = default_opset(model)
+    assert opset is not None  # _check_opset refused models without one
     tensors: dict[str, Tensor] = {}
     for init in g.initializer:
         arr = numpy_helper.to_array(init)

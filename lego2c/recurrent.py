@@ -25,7 +25,7 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper, version_converter
 
-from .constfold import folded, opsets
+from .constfold import default_opset, folded, opsets
 from .errors import UnsupportedModelError, first_line
 from .shapes import static_shapes
 
@@ -184,7 +184,7 @@ def _loop_problems(n: onnx.NodeProto, consts: dict[str, np.ndarray]) -> list[str
 
 def _at_least_opset(model: onnx.ModelProto, opset: int) -> onnx.ModelProto:
     """The model converted up to `opset` (onnx's version converter) when it imports an older one."""
-    if opsets(model).get("", opsets(model).get("ai.onnx", opset)) >= opset:
+    if (default_opset(model) or opset) >= opset:  # without one the frontend has refused the model already
         return model
     try:
         return version_converter.convert_version(model, opset)

@@ -81,7 +81,7 @@ class StoredParams(torch.nn.Module):
         """Give every tiled layer latent tiles, starting at its decoded ones, that training moves as if they
         were the weights; `snap` then gives each tile the codebook entry nearest its latent one."""
         for tensor, lw in self.cm.layers.items():
-            if lw.storage == "tiled" and tensor in self.fixed:
+            if lw.storage == "tiled":
                 decoded = self.codebooks[_key(lw.codebook or "")][self.fixed[tensor]]
                 self.latent[_key(tensor)] = torch.nn.Parameter(decoded.detach().clone())
 
